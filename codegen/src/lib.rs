@@ -1,0 +1,31 @@
+//! natsgen-build: compiles natsgen YAML service schemas into Rust.
+//!
+//! Use it from `build.rs`:
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     natsgen_build::compile("../schemas/ecommerce.yaml")?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! and include the result with `pub mod ecommerce { natsgen::include_schema!("ecommerce"); }`.
+//!
+//! The pipeline runs one way: [`parse`](crate::parse) (YAML → nodes with positions) →
+//! [`validate`](crate::validate) (nodes → the checked [`model`], every problem collected) →
+//! [`render`](crate::render) (askama templates → Rust source) → [`format`](crate::format)
+//! (`syn` + `prettyplease`). [`Builder`] and the `natsgen` CLI only wire these together.
+
+mod builder;
+pub mod diagnostic;
+mod format;
+pub mod model;
+mod names;
+mod parse;
+mod render;
+mod validate;
+
+pub use builder::{compile, configure, write_if_changed, Builder, Error, GeneratedFile};
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use validate::{load, Loaded};

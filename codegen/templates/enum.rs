@@ -1,0 +1,29 @@
+{%- for d in e.docs %}{{ d }}{% endfor %}
+#[derive({{ e.derives }})]
+#[serde(crate = "{{ rt }}::codegen::serde")]
+pub enum {{ e.name }} {
+{%- for v in e.variants %}
+    #[serde(rename = {{ v.wire }})]
+    {{ v.name }},
+{%- endfor %}
+}
+
+impl {{ e.name }} {
+    /// Every value, in declaration order.
+    pub const ALL: &'static [Self] = &[{% for v in e.variants %}Self::{{ v.name }},{% endfor %}];
+
+    /// The value as it is written on the wire.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+{%- for v in e.variants %}
+            Self::{{ v.name }} => {{ v.wire }},
+{%- endfor %}
+        }
+    }
+}
+
+impl ::core::fmt::Display for {{ e.name }} {
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

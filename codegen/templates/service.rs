@@ -1,0 +1,147 @@
+{%- if server %}
+{%- for d in s.docs %}{{ d }}{% endfor %}
+///
+/// Implement it with plain `async fn`s and serve it with [`{{ s.server }}`] on a `Host`.
+pub trait {{ s.trait_name }}: ::core::marker::Send + ::core::marker::Sync + 'static {
+{%- for m in s.members %}
+    {%- for d in m.docs %}{{ d }}{% endfor %}
+    {%- if m.many_args %}
+    #[allow(clippy::too_many_arguments)]
+    {%- endif %}
+    fn {{ m.name }}(
+        &self,
+        ctx: &{{ rt }}::Context,
+        {%- for p in m.args %}
+        {{ p.name }}: {{ p.ty }},
+        {%- endfor %}
+    ) -> impl ::core::future::Future<Output = ::core::result::Result<{{ m.ok }}, {{ m.err }}>> + ::core::marker::Send;
+{%- endfor %}
+}
+
+/// Serves a [`{{ s.trait_name }}`] implementation: give it to a `natsgen::Host`.
+pub struct {{ s.server }}<T> {
+    inner: ::std::sync::Arc<T>,
+}
+
+impl<T: {{ s.trait_name }}> {{ s.server }}<T> {
+    /// Wraps an implementation.
+    pub fn new(inner: T) -> Self {
+        Self { inner: ::std::sync::Arc::new(inner) }
+    }
+
+    /// Wraps an implementation that is shared with other code.
+    pub fn from_arc(inner: ::std::sync::Arc<T>) -> Self {
+        Self { inner }
+    }
+}
+
+impl<T> ::core::fmt::Debug for {{ s.server }}<T> {
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        f.write_str({{ s.server_lit }})
+    }
+}
+
+impl<T: {{ s.trait_name }}> {{ rt }}::codegen::Service for {{ s.server }}<T> {
+    fn descriptor(&self) -> &'static {{ rt }}::codegen::ServiceDescriptor {
+        &{{ private }}::{{ s.descriptor }}
+    }
+
+    fn call(
+        &self,
+        endpoint: usize,
+        ctx: {{ rt }}::Context,
+        payload: {{ rt }}::codegen::Bytes,
+    ) -> {{ rt }}::codegen::BoxFuture<::core::result::Result<{{ rt }}::codegen::Bytes, {{ rt }}::ServiceError>> {
+        let inner = ::std::sync::Arc::clone(&self.inner);
+        match endpoint {
+{%- for m in s.members %}
+            {{ loop.index0 }}usize => ::std::boxed::Box::pin(async move {
+    {%- if m.is_handler %}
+                let event = {{ m.decode_event }};
+                let result = inner.{{ m.name }}(&ctx, event).await;
+    {%- else %}
+                let params: {{ private }}::{{ m.params_struct }} = {{ rt }}::codegen::decode_params(&payload)?;
+                let result = inner.{{ m.name }}(&ctx, {% for p in m.args %}params.{{ p.name }},{% endfor %}).await;
+    {%- endif %}
+                match result {
+                    ::core::result::Result::Ok(value) => {{ rt }}::codegen::encode_result(&value),
+                    ::core::result::Result::Err(error) => ::core::result::Result::Err(
+                        {{ rt }}::codegen::MethodError::into_service_error(error),
+                    ),
+                }
+            }),
+{%- endfor %}
+            _ => ::std::boxed::Box::pin({{ rt }}::codegen::unknown_endpoint(endpoint)),
+        }
+    }
+}
+{%- endif %}
+{% if client %}
+/// The calls of `{{ s.wire }}` as a trait, so callers can be generic over it and tests can
+/// substitute their own implementation. [`{{ s.client }}`] implements it.
+pub trait {{ s.api }}: ::core::marker::Send + ::core::marker::Sync {
+{%- for m in s.calls %}
+    {%- for d in m.docs %}{{ d }}{% endfor %}
+    {%- if m.many_args %}
+    #[allow(clippy::too_many_arguments)]
+    {%- endif %}
+    fn {{ m.name }}(
+        &self,
+        {%- for p in m.args %}
+        {{ p.name }}: {{ p.ty }},
+        {%- endfor %}
+        options: {{ rt }}::CallOptions,
+    ) -> impl ::core::future::Future<Output = ::core::result::Result<{{ m.ok }}, {{ rt }}::CallError<{{ m.err }}>>> + ::core::marker::Send;
+{%- endfor %}
+}
+
+{%- for d in s.docs %}{{ d }}{% endfor %}
+///
+/// A typed client: each method returns a call builder; `.await` it, or set per-call options first.
+#[derive(::core::fmt::Debug, ::core::clone::Clone)]
+pub struct {{ s.client }} {
+    core: {{ rt }}::codegen::ClientCore,
+}
+
+impl {{ s.client }} {
+    /// A client for `{{ s.wire }}` over `connection`.
+    pub fn new(connection: &{{ rt }}::Connection) -> Self {
+        Self { core: {{ rt }}::codegen::ClientCore::new(connection, &{{ private }}::{{ s.descriptor }}) }
+    }
+{%- for m in s.calls %}
+
+    {%- for d in m.docs %}{{ d }}{% endfor %}
+    {%- if m.many_args %}
+    #[allow(clippy::too_many_arguments)]
+    {%- endif %}
+    pub fn {{ m.name }}(
+        &self,
+        {%- for p in m.args %}
+        {{ p.name }}: {{ p.ty }},
+        {%- endfor %}
+    ) -> {{ m.call_type }} {
+        self.core.{{ m.core_fn }}(
+            {{ loop.index0 }}usize,
+            {{ rt }}::codegen::encode_params(&{{ private }}::{{ m.params_struct }} { {% for p in m.args %}{{ p.name }},{% endfor %} }),
+        )
+    }
+{%- endfor %}
+}
+
+impl {{ s.api }} for {{ s.client }} {
+{%- for m in s.calls %}
+    {%- if m.many_args %}
+    #[allow(clippy::too_many_arguments)]
+    {%- endif %}
+    fn {{ m.name }}(
+        &self,
+        {%- for p in m.args %}
+        {{ p.name }}: {{ p.ty }},
+        {%- endfor %}
+        options: {{ rt }}::CallOptions,
+    ) -> impl ::core::future::Future<Output = ::core::result::Result<{{ m.ok }}, {{ rt }}::CallError<{{ m.err }}>>> + ::core::marker::Send {
+        ::core::future::IntoFuture::into_future({{ s.client }}::{{ m.name }}(self, {% for p in m.args %}{{ p.name }},{% endfor %}).options(options))
+    }
+{%- endfor %}
+}
+{% endif %}

@@ -1,0 +1,235 @@
+//! Snapshots of the generated code for every schema in `tests/fixtures/valid`, and the properties
+//! every generated file must have.
+
+use std::path::{Path, PathBuf};
+
+use natsgen_build::{configure, GeneratedFile};
+
+fn valid_fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("fixtures folder")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 4,
+        "expected the valid fixtures in {}",
+        dir.display()
+    );
+    files
+}
+
+fn generate(path: &Path) -> Vec<GeneratedFile> {
+    match configure().generate(&[path]) {
+        Ok(files) => files,
+        Err(e) => panic!("{} should generate:\n{e}", path.display()),
+    }
+}
+
+#[test]
+fn generated_code_snapshots() {
+    for path in valid_fixtures() {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("file stem")
+            .to_string();
+        for file in generate(&path) {
+            insta::assert_snapshot!(format!("{stem}__{}", file.package), file.code);
+        }
+    }
+}
+
+#[test]
+fn output_is_deterministic_and_marked_generated() {
+    for path in valid_fixtures() {
+        let first = generate(&path);
+        let second = generate(&path);
+        assert_eq!(
+            first,
+            second,
+            "{} generated different bytes twice",
+            path.display()
+        );
+        for file in &first {
+            assert!(
+                file.code.starts_with("// @generated"),
+                "{} lacks the @generated line",
+                file.file_name
+            );
+            assert!(
+                !file.code.contains("unsafe"),
+                "{} contains unsafe",
+                file.file_name
+            );
+            assert!(
+                !file.code.contains("#!["),
+                "{} has an inner attribute, so it cannot be include!d",
+                file.file_name
+            );
+            assert!(
+                !file.code.contains(".unwrap()") && !file.code.contains(".expect("),
+                "{} can panic",
+                file.file_name
+            );
+        }
+    }
+}
+
+#[test]
+fn declaration_order_is_kept() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/everything.yaml");
+    let files = generate(&path);
+    let code = &files
+        .iter()
+        .find(|f| f.package == "everything")
+        .expect("everything.rs")
+        .code;
+    let positions: Vec<usize> = [
+        "pub struct Scalars",
+        "pub struct Containers",
+        "pub struct Tree",
+        "pub struct Ping",
+        "pub struct Pong",
+        "pub enum Color",
+        "pub struct Wire",
+    ]
+    .iter()
+    .map(|item| code.find(item).unwrap_or_else(|| panic!("{item} missing")))
+    .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "types out of declaration order: {positions:?}"
+    );
+    let fields: Vec<usize> = [
+        "pub flag:",
+        "pub text:",
+        "pub blob:",
+        "pub small:",
+        "pub big:",
+        "pub anything:",
+    ]
+    .iter()
+    .map(|f| code.find(f).unwrap_or_else(|| panic!("{f} missing")))
+    .collect();
+    assert!(
+        fields.windows(2).all(|w| w[0] < w[1]),
+        "fields out of declaration order"
+    );
+}
+
+#[test]
+fn imports_generate_each_package_once() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/everything.yaml");
+    let files = generate(&path);
+    let names: Vec<&str> = files.iter().map(|f| f.package.as_str()).collect();
+    assert_eq!(names, ["common", "everything"]);
+    let code = &files[1].code;
+    assert!(
+        code.contains("super::common::Money"),
+        "imported types are reached through super::<package>"
+    );
+}
+
+#[test]
+fn only_cycle_edges_are_boxed() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/everything.yaml");
+    let files = generate(&path);
+    let code = &files[1].code;
+    assert!(
+        code.contains("pub parent: ::core::option::Option<::std::boxed::Box<Tree>>"),
+        "optional self edge boxed"
+    );
+    assert!(
+        code.contains("pub children: ::std::vec::Vec<Tree>"),
+        "list edge not boxed"
+    );
+    assert!(
+        code.contains("pub back: ::std::boxed::Box<Ping>"),
+        "direct edge on a cycle boxed"
+    );
+    assert!(
+        code.contains("pub price: super::common::Money"),
+        "edge off any cycle not boxed"
+    );
+}
+
+#[test]
+fn descriptions_cannot_escape_doc_comments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schema = dir.path().join("evil.yaml");
+    std::fs::write(
+        &schema,
+        "natsgen: 1\ntypes:\n  A:\n    description: \"*/ } fn injected() {} /* \\\" ] #[doc = \\\"x\\\"]\\n\\r\\u0000 end\"\n    fields: {a: string}\n",
+    )
+    .expect("write schema");
+    let files = generate(&schema);
+    let code = &files[0].code;
+    assert!(
+        !code.contains("\nfn injected"),
+        "a description broke out of its doc comment:\n{code}"
+    );
+    let parsed = syn::parse_file(code).expect("generated code parses");
+    let fns = parsed
+        .items
+        .iter()
+        .filter(|i| matches!(i, syn::Item::Fn(_)))
+        .count();
+    assert_eq!(fns, 0, "no free functions may appear from a description");
+}
+
+#[test]
+fn write_if_changed_leaves_unchanged_files_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = valid_fixtures()
+        .into_iter()
+        .find(|p| p.ends_with("ecommerce.yaml"))
+        .expect("ecommerce fixture");
+    let builder = configure().out_dir(dir.path()).emit_rerun_if_changed(false);
+    builder.compile(&[&path]).expect("first compile");
+    let out = dir.path().join("ecommerce.rs");
+    let before = std::fs::metadata(&out)
+        .expect("written")
+        .modified()
+        .expect("mtime");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    builder.compile(&[&path]).expect("second compile");
+    let after = std::fs::metadata(&out)
+        .expect("still there")
+        .modified()
+        .expect("mtime");
+    assert_eq!(before, after, "an unchanged file was rewritten");
+    std::fs::write(&out, "stale").expect("overwrite");
+    builder.compile(&[&path]).expect("third compile");
+    assert!(std::fs::read_to_string(&out)
+        .expect("read")
+        .starts_with("// @generated"));
+}
+
+#[test]
+fn builder_options_shape_the_output() {
+    let path = valid_fixtures()
+        .into_iter()
+        .find(|p| p.ends_with("ecommerce.yaml"))
+        .expect("ecommerce fixture");
+    let files = configure()
+        .build_client(false)
+        .derive("::core::default::Default")
+        .generate(&[&path])
+        .expect("generate");
+    let code = &files[0].code;
+    assert!(!code.contains("pub struct OrderServiceClient"));
+    assert!(code.contains("pub trait OrderService:"));
+    assert!(code.contains("::core::default::Default"));
+    let files = configure()
+        .build_server(false)
+        .runtime_path("::renamed")
+        .generate(&[&path])
+        .expect("generate");
+    let code = &files[0].code;
+    assert!(!code.contains("pub trait OrderService:"));
+    assert!(code.contains("pub struct OrderServiceClient"));
+    assert!(code.contains("::renamed::codegen") && !code.contains("::natsgen::"));
+}
