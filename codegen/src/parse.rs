@@ -70,7 +70,7 @@ impl Node {
 }
 
 /// Parses a schema file's text into a node tree.
-pub fn parse(source: &SourceFile) -> Result<Node, Diagnostic> {
+pub fn parse(source: &SourceFile) -> Result<Node, Box<Diagnostic>> {
     let mut options = Options::default();
     options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
     options.strict_booleans = true;
@@ -89,13 +89,15 @@ pub fn parse(source: &SourceFile) -> Result<Node, Diagnostic> {
                     len: 0,
                 });
             let message = first_line(&error.to_string());
-            Err(Diagnostic::new(
-                "natsgen::syntax",
-                source,
-                loc,
-                format!("invalid YAML: {message}"),
-            )
-            .label("here"))
+            Err(Box::new(
+                Diagnostic::new(
+                    "natsgen::syntax",
+                    source,
+                    loc,
+                    format!("invalid YAML: {message}"),
+                )
+                .label("here"),
+            ))
         }
     }
 }

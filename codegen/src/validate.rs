@@ -106,7 +106,7 @@ pub fn load(roots: &[PathBuf]) -> Loaded {
     }
 
     // First pass: the names each package declares.
-    let decls: Vec<Decls> = files.iter().map(|f| collect_decls(f)).collect();
+    let decls: Vec<Decls> = files.iter().map(collect_decls).collect();
 
     // Second pass: full validation.
     let mut packages = Vec::new();
@@ -175,7 +175,7 @@ fn read_header(source: SourceFile, path: &Path, diags: &mut Diagnostics) -> File
     let root = match parse(&source) {
         Ok(root) => Some(root),
         Err(d) => {
-            diags.push(d);
+            diags.push(*d);
             None
         }
     };
@@ -1710,7 +1710,7 @@ fn parse_duration(text: &str) -> Option<u64> {
         _ => return None,
     };
     let ms = value * factor;
-    (ms.is_finite() && ms >= 1.0 && ms < 1e15 && ms.fract() == 0.0).then_some(ms as u64)
+    (ms.is_finite() && (1.0..1e15).contains(&ms) && ms.fract() == 0.0).then_some(ms as u64)
 }
 
 fn is_semver(text: &str) -> bool {
@@ -1791,7 +1791,7 @@ fn check_recursion(
                 let Some((to, _)) = inline_target(&f.ty) else {
                     continue;
                 };
-                if component.get(&from).is_some() && component.get(&from) == component.get(&to) {
+                if component.contains_key(&from) && component.get(&from) == component.get(&to) {
                     f.boxed = true;
                 }
             }
