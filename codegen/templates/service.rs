@@ -52,7 +52,7 @@ impl<T: {{ s.trait_name }}> {{ rt }}::codegen::Service for {{ s.server }}<T> {
         ctx: {{ rt }}::Context,
         payload: {{ rt }}::codegen::Bytes,
     ) -> {{ rt }}::codegen::BoxFuture<::core::result::Result<{{ rt }}::codegen::Bytes, {{ rt }}::ServiceError>> {
-        let inner = ::std::sync::Arc::clone(&self.inner);
+        let inner = <::std::sync::Arc<T> as ::core::clone::Clone>::clone(&self.inner);
         match endpoint {
 {%- for m in s.members %}
             {{ loop.index0 }}usize => ::std::boxed::Box::pin(async move {
@@ -60,7 +60,11 @@ impl<T: {{ s.trait_name }}> {{ rt }}::codegen::Service for {{ s.server }}<T> {
                 let event = {{ m.decode_event }};
                 let result = inner.{{ m.name }}(&ctx, event).await;
     {%- else %}
+                {%- if m.args.is_empty() %}
+                let _params: {{ private }}::{{ m.params_struct }} = {{ rt }}::codegen::decode_params(&payload)?;
+                {%- else %}
                 let params: {{ private }}::{{ m.params_struct }} = {{ rt }}::codegen::decode_params(&payload)?;
+                {%- endif %}
                 let result = inner.{{ m.name }}(&ctx, {% for p in m.args %}params.{{ p.name }},{% endfor %}).await;
     {%- endif %}
                 match result {

@@ -1,6 +1,8 @@
 //! Snapshots of the generated code for every schema in `tests/fixtures/valid`, and the properties
 //! every generated file must have.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use natsgen_build::{configure, GeneratedFile};

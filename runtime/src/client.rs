@@ -1,0 +1,431 @@
+//! Calling services: per-call [`CallOptions`], and the machinery generated clients are built on
+//! ([`ClientCore`], [`RpcCall`]).
+
+use std::fmt;
+use std::future::IntoFuture;
+use std::marker::PhantomData;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_nats::client::RequestErrorKind;
+use async_nats::header::HeaderValue;
+use async_nats::{HeaderMap, HeaderName, Message, StatusCode};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::headers::{self, TraceParent};
+use crate::json::Reply;
+use crate::service::{BoxFuture, EndpointDescriptor, MethodError, ServiceDescriptor};
+use crate::{CallError, Connection, Context, Error, ServiceError};
+
+/// The timeout of a call whose descriptor has none (`timeout_ms: 0`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Per-call options: timeout, extra headers and (for async calls) an idempotency key.
+///
+/// Generated clients take them through their builders (`client.method(..).timeout(d)`) and, in
+/// the mockable client trait, as a value.
+///
+/// ```
+/// # use std::time::Duration;
+/// let options = natsgen::CallOptions::new()
+///     .timeout(Duration::from_secs(2))
+///     .header("X-Tenant", "acme");
+/// assert_eq!(options.timeout, Some(Duration::from_secs(2)));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallOptions {
+    /// Overrides the method's timeout from the schema.
+    pub timeout: Option<Duration>,
+    /// Extra NATS headers sent with the request. natsgen's own headers win on a clash.
+    pub headers: Vec<(String, String)>,
+    /// Async calls: the key that makes a retried call count once. Ignored by RPC calls.
+    pub idempotency_key: Option<String>,
+}
+
+impl CallOptions {
+    /// No overrides.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Overrides the method's timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Adds a header. A name or value NATS cannot carry fails the call with
+    /// [`CallError::Encode`].
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the idempotency key of an async call.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+/// What a generated client holds: the connection and the service's descriptor.
+#[derive(Debug, Clone)]
+pub struct ClientCore {
+    connection: Connection,
+    descriptor: &'static ServiceDescriptor,
+}
+
+impl ClientCore {
+    /// A client core for one service.
+    pub fn new(connection: &Connection, descriptor: &'static ServiceDescriptor) -> Self {
+        ClientCore {
+            connection: connection.clone(),
+            descriptor,
+        }
+    }
+
+    /// The connection calls go out on.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// The service's descriptor.
+    pub fn descriptor(&self) -> &'static ServiceDescriptor {
+        self.descriptor
+    }
+
+    /// A call of RPC endpoint `endpoint` with the encoded `params`; awaiting it sends it.
+    pub fn rpc<R, E>(&self, endpoint: usize, params: Result<Bytes, Error>) -> RpcCall<R, E>
+    where
+        R: DeserializeOwned + Send + 'static,
+        E: MethodError,
+    {
+        RpcCall {
+            core: self.clone(),
+            endpoint,
+            params,
+            options: CallOptions::default(),
+            context: None,
+            marker: PhantomData,
+        }
+    }
+}
+
+/// One RPC call, not yet sent: set options, then `.await` it.
+///
+/// ```ignore
+/// let order = orders.create_order(user, items).timeout(Duration::from_secs(2)).await?;
+/// ```
+#[must_use = "a call does nothing until it is awaited"]
+pub struct RpcCall<R, E> {
+    core: ClientCore,
+    endpoint: usize,
+    params: Result<Bytes, Error>,
+    options: CallOptions,
+    context: Option<Context>,
+    marker: PhantomData<fn() -> (R, E)>,
+}
+
+impl<R, E> RpcCall<R, E> {
+    /// Overrides the method's timeout from the schema.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = Some(timeout);
+        self
+    }
+
+    /// Adds a NATS header to the request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Applies a set of options: its timeout (if set) replaces this call's, its headers are
+    /// added.
+    pub fn options(mut self, options: CallOptions) -> Self {
+        let CallOptions {
+            timeout,
+            headers,
+            idempotency_key,
+        } = options;
+        if timeout.is_some() {
+            self.options.timeout = timeout;
+        }
+        self.options.headers.extend(headers);
+        if idempotency_key.is_some() {
+            self.options.idempotency_key = idempotency_key;
+        }
+        self
+    }
+
+    /// Makes this a nested call of the call `ctx` belongs to: it joins the caller chain,
+    /// continues the trace, and waits no longer than the context's remaining time.
+    pub fn context(mut self, ctx: &Context) -> Self {
+        self.context = Some(ctx.clone());
+        self
+    }
+}
+
+impl<R, E> fmt::Debug for RpcCall<R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let method = self
+            .core
+            .descriptor
+            .endpoint(self.endpoint)
+            .map_or("?", |endpoint| endpoint.name);
+        f.debug_struct("RpcCall")
+            .field("service", &self.core.descriptor.name)
+            .field("method", &method)
+            .field("options", &self.options)
+            .field("context", &self.context)
+            .finish()
+    }
+}
+
+impl<R, E> IntoFuture for RpcCall<R, E>
+where
+    R: DeserializeOwned + Send + 'static,
+    E: MethodError,
+{
+    type Output = Result<R, CallError<E>>;
+    type IntoFuture = BoxFuture<Result<R, CallError<E>>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
+    }
+}
+
+impl<R, E> RpcCall<R, E>
+where
+    R: DeserializeOwned + Send + 'static,
+    E: MethodError,
+{
+    async fn send(self) -> Result<R, CallError<E>> {
+        let RpcCall {
+            core,
+            endpoint,
+            params,
+            options,
+            context,
+            marker: _,
+        } = self;
+        let service = core.descriptor.name;
+        let Some(descriptor) = core.descriptor.endpoint(endpoint) else {
+            return Err(CallError::Protocol(format!(
+                "service {service} has no endpoint #{endpoint}; the client and its descriptor \
+                 disagree, regenerate the code"
+            )));
+        };
+        let payload = params.map_err(|error| CallError::Encode(error.to_string()))?;
+
+        let client = core.connection.nats();
+        if !core.connection.is_connected() {
+            return Err(CallError::Disconnected);
+        }
+
+        let mut timeout = options.timeout.unwrap_or(match descriptor.timeout_ms {
+            0 => DEFAULT_TIMEOUT,
+            millis => Duration::from_millis(millis),
+        });
+        if let Some(remaining) = context.as_ref().and_then(Context::remaining) {
+            timeout = timeout.min(remaining);
+        }
+        if timeout.is_zero() {
+            return Err(CallError::Timeout {
+                service,
+                method: descriptor.name,
+                after: timeout,
+            });
+        }
+
+        let call_id = crate::ids::new_call_id();
+        let headers = request_headers(&options, context.as_ref(), &call_id, timeout)?;
+        let span = tracing::debug_span!(
+            "natsgen.call",
+            service,
+            method = descriptor.name,
+            call_id = %call_id,
+        );
+        let request = async_nats::Request::new()
+            .headers(headers)
+            .payload(payload)
+            .timeout(Some(timeout));
+        let result = client
+            .send_request(descriptor.subject, request)
+            .instrument(span)
+            .await;
+        match result {
+            Ok(message) => decode_reply(descriptor, service, message),
+            Err(error) => Err(match error.kind() {
+                RequestErrorKind::NoResponders => CallError::ServiceUnavailable {
+                    service,
+                    method: descriptor.name,
+                },
+                _ if !core.connection.is_connected() => CallError::Disconnected,
+                RequestErrorKind::TimedOut => CallError::Timeout {
+                    service,
+                    method: descriptor.name,
+                    after: timeout,
+                },
+                RequestErrorKind::MaxPayloadExceeded => CallError::Encode(format!(
+                    "the request is larger than the server's max_payload: {error}"
+                )),
+                _ => CallError::Nats(error.to_string()),
+            }),
+        }
+    }
+}
+
+fn request_headers<E>(
+    options: &CallOptions,
+    context: Option<&Context>,
+    call_id: &str,
+    timeout: Duration,
+) -> Result<HeaderMap, CallError<E>> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &options.headers {
+        let name = HeaderName::from_str(name)
+            .map_err(|_| CallError::Encode(format!("{name:?} is not a valid NATS header name")))?;
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            CallError::Encode(format!(
+                "the value of header {name} contains a line break, which NATS headers cannot carry"
+            ))
+        })?;
+        headers.append(name, value);
+    }
+    // A call id is a UUID: no line breaks, so `HeaderValue::from` cannot panic.
+    headers.insert(headers::CALL_ID_NAME, HeaderValue::from(call_id));
+    let millis = u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    headers.insert(headers::DEADLINE_MS_NAME, HeaderValue::from(millis));
+    let trace = match context {
+        Some(context) => {
+            // Ids and chains from the wire were validated when the context was built.
+            headers.insert(
+                headers::CALLER_CHAIN_NAME,
+                HeaderValue::from(context.outgoing_chain()),
+            );
+            context.trace_parent().child()
+        }
+        None => TraceParent::new_root(),
+    };
+    headers.insert(headers::TRACEPARENT_NAME, trace.to_header_value());
+    Ok(headers)
+}
+
+fn decode_reply<R, E>(
+    endpoint: &'static EndpointDescriptor,
+    service: &'static str,
+    message: Message,
+) -> Result<R, CallError<E>>
+where
+    R: DeserializeOwned,
+    E: MethodError,
+{
+    if let Some(status) = message.status {
+        if status != StatusCode::OK {
+            return Err(CallError::Protocol(format!(
+                "{service}.{} answered with NATS status {status} {}",
+                endpoint.name,
+                message.description.as_deref().unwrap_or_default()
+            )));
+        }
+    }
+    let error_code = message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers::get(headers, &headers::SERVICE_ERROR_CODE_NAME))
+        .map(|code| code.trim().parse::<u16>().unwrap_or(500));
+    if let Some(code) = error_code {
+        return Err(CallError::Service(E::from_service_error(error_reply(
+            code, &message,
+        ))));
+    }
+    match serde_json::from_slice::<Reply<R>>(&message.payload) {
+        Ok(Reply::Result(result)) => Ok(result),
+        Ok(Reply::Error(error)) => Err(CallError::Service(E::from_service_error(
+            error.into_service_error(None),
+        ))),
+        Ok(Reply::Other(keys)) => Err(CallError::Protocol(unexpected_reply(
+            service, endpoint, &keys,
+        ))),
+        Err(error) => Err(CallError::Protocol(format!(
+            "the reply of {service}.{} does not decode: {error}",
+            endpoint.name
+        ))),
+    }
+}
+
+/// The error of a reply that carries the NATS micro error headers; the body, when it is ours,
+/// adds kind and details.
+fn error_reply(code: u16, message: &Message) -> ServiceError {
+    if let Ok(Reply::Error(error)) =
+        serde_json::from_slice::<Reply<serde::de::IgnoredAny>>(&message.payload)
+    {
+        return error.into_service_error(Some(code));
+    }
+    let text = message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers::get(headers, &headers::SERVICE_ERROR_NAME))
+        .unwrap_or_default();
+    ServiceError::new(ServiceError::kind_for_code(code), code, text)
+}
+
+fn unexpected_reply(service: &str, endpoint: &EndpointDescriptor, keys: &[String]) -> String {
+    let has = |key: &str| keys.iter().any(|k| k == key);
+    if has("stream") && has("seq") {
+        format!(
+            "the reply to {service}.{} is a JetStream PubAck, not a result: a stream captures \
+             subject {}; remove that subject from the stream's subjects so requests reach the \
+             service",
+            endpoint.name, endpoint.subject
+        )
+    } else {
+        format!(
+            "the reply to {service}.{} is neither {{\"result\": ..}} nor {{\"error\": ..}} (keys: \
+             {}); is something other than a natsgen service answering on {}?",
+            endpoint.name,
+            keys.join(", "),
+            endpoint.subject
+        )
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_merge() {
+        let options = CallOptions::new()
+            .timeout(Duration::from_secs(1))
+            .header("a", "1")
+            .idempotency_key("k");
+        assert_eq!(options.headers, [("a".to_owned(), "1".to_owned())]);
+        assert_eq!(options.idempotency_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn bad_user_headers_are_encode_errors() {
+        let options = CallOptions::new().header("bad:name", "v");
+        let result = request_headers::<ServiceError>(&options, None, "id", Duration::from_secs(1));
+        assert!(matches!(result, Err(CallError::Encode(_))));
+        let options = CallOptions::new().header("Name", "line\nbreak");
+        let result = request_headers::<ServiceError>(&options, None, "id", Duration::from_secs(1));
+        assert!(matches!(result, Err(CallError::Encode(_))));
+        let options = CallOptions::new().header(headers::CALL_ID, "mine");
+        let headers =
+            request_headers::<ServiceError>(&options, None, "id", Duration::from_millis(1500))
+                .unwrap();
+        assert_eq!(headers::get(&headers, &headers::CALL_ID_NAME), Some("id"));
+        assert_eq!(
+            headers::get(&headers, &headers::DEADLINE_MS_NAME),
+            Some("1500")
+        );
+    }
+}

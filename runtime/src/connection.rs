@@ -1,0 +1,330 @@
+//! Connecting to NATS: [`connect`], [`ConnectOptions`] and the [`Connection`] handle.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::ServerAddr;
+
+use crate::Error;
+
+/// The oldest nats-server natsgen works with (major, minor).
+pub const MIN_SERVER_VERSION: (u64, u64) = (2, 10);
+
+/// A connection to NATS, shared by clients, hosts and contexts. Cheap to clone.
+///
+/// It wraps an [`async_nats::Client`], which reconnects by itself after a server restart or
+/// failover; [`Connection::nats`] gives access to it for anything natsgen does not cover.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: async_nats::Client,
+}
+
+impl Connection {
+    /// Wraps a client connected by other means, checking its server's version like [`connect`].
+    pub fn from_nats(client: async_nats::Client) -> Result<Self, Error> {
+        check_server_version(&client)?;
+        Ok(Connection {
+            inner: Arc::new(Inner { client }),
+        })
+    }
+
+    /// The underlying async-nats client.
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+
+    /// True while connected to a server.
+    pub fn is_connected(&self) -> bool {
+        self.inner.client.connection_state() == State::Connected
+    }
+
+    /// The version the server reported (empty before the first connect).
+    pub fn server_version(&self) -> String {
+        self.inner.client.server_info().version
+    }
+
+    /// The largest message (headers plus payload) the server accepts.
+    pub fn max_payload(&self) -> usize {
+        self.inner.client.max_payload()
+    }
+
+    /// Waits until everything published so far has reached the server.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.inner
+            .client
+            .flush()
+            .await
+            .map_err(|error| Error::Confirm {
+                reason: error.to_string(),
+            })
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("state", &self.inner.client.connection_state())
+            .field("server_version", &self.server_version())
+            .finish()
+    }
+}
+
+/// One or more NATS server URLs: a `&str` or `String` with one URL or several separated by
+/// commas (`"nats://a:4222,nats://b:4222"`), or a slice, array or `Vec` of such strings.
+/// A URL without a scheme gets `nats://`, one without a port gets 4222.
+pub trait ServerUrls {
+    /// The URLs, each still as text.
+    fn server_urls(&self) -> Vec<String>;
+}
+
+impl ServerUrls for str {
+    fn server_urls(&self) -> Vec<String> {
+        self.split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl ServerUrls for String {
+    fn server_urls(&self) -> Vec<String> {
+        self.as_str().server_urls()
+    }
+}
+
+impl<T: AsRef<str>> ServerUrls for [T] {
+    fn server_urls(&self) -> Vec<String> {
+        self.iter()
+            .flat_map(|urls| urls.as_ref().server_urls())
+            .collect()
+    }
+}
+
+impl<T: AsRef<str>, const N: usize> ServerUrls for [T; N] {
+    fn server_urls(&self) -> Vec<String> {
+        self.as_slice().server_urls()
+    }
+}
+
+impl<T: AsRef<str>> ServerUrls for Vec<T> {
+    fn server_urls(&self) -> Vec<String> {
+        self.as_slice().server_urls()
+    }
+}
+
+impl<T: ServerUrls + ?Sized> ServerUrls for &T {
+    fn server_urls(&self) -> Vec<String> {
+        (**self).server_urls()
+    }
+}
+
+/// Connects to NATS with default options.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), natsgen::Error> {
+/// let nats = natsgen::connect("nats://127.0.0.1:4222").await?;
+/// let cluster = natsgen::connect("nats://a:4222,nats://b:4222").await?;
+/// let same = natsgen::connect(["nats://a:4222", "nats://b:4222"]).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn connect(urls: impl ServerUrls) -> Result<Connection, Error> {
+    ConnectOptions::new().connect(urls).await
+}
+
+/// Options for [`ConnectOptions::connect`]: authentication, TLS, naming and reconnect behaviour.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), natsgen::Error> {
+/// let nats = natsgen::ConnectOptions::new()
+///     .name("orders")
+///     .user_and_password("orders", "s3cret")
+///     .connect("nats://127.0.0.1:4222")
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    options: async_nats::ConnectOptions,
+    credentials_file: Option<PathBuf>,
+}
+
+impl ConnectOptions {
+    /// Default options: no authentication, reconnect forever.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The client name the server shows (e.g. in `nats server report connections`).
+    pub fn name(self, name: impl Into<String>) -> Self {
+        self.map(|options| options.name(name.into()))
+    }
+
+    /// Authenticate with a user and password.
+    pub fn user_and_password(self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.map(|options| options.user_and_password(user.into(), password.into()))
+    }
+
+    /// Authenticate with a token.
+    pub fn token(self, token: impl Into<String>) -> Self {
+        self.map(|options| options.token(token.into()))
+    }
+
+    /// Authenticate with a credentials (`.creds`) file, read when connecting.
+    pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.credentials_file = Some(path.into());
+        self
+    }
+
+    /// Authenticate with an nkey seed (`SU...`).
+    pub fn nkey(self, seed: impl Into<String>) -> Self {
+        self.map(|options| options.nkey(seed.into()))
+    }
+
+    /// Trust the CA certificate(s) in this PEM file for the server's TLS certificate.
+    pub fn root_certificates(self, path: impl Into<PathBuf>) -> Self {
+        self.map(|options| options.add_root_certificates(path.into()))
+    }
+
+    /// Present this client certificate and key (PEM files) for mutual TLS.
+    pub fn client_certificate(self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.map(|options| options.add_client_certificate(cert.into(), key.into()))
+    }
+
+    /// Refuse to connect without TLS.
+    pub fn require_tls(self, required: bool) -> Self {
+        self.map(|options| options.require_tls(required))
+    }
+
+    /// Return from `connect` at once and keep trying in the background when no server is up yet
+    /// (calls fail with [`CallError::Disconnected`](crate::CallError::Disconnected) meanwhile).
+    /// The server version is then checked only if the first connect already happened.
+    pub fn retry_on_initial_connect(self) -> Self {
+        self.map(|options| options.retry_on_initial_connect())
+    }
+
+    /// How long one connection attempt may take.
+    pub fn connection_timeout(self, timeout: Duration) -> Self {
+        self.map(|options| options.connection_timeout(timeout))
+    }
+
+    /// Any other async-nats option.
+    ///
+    /// ```
+    /// let options = natsgen::ConnectOptions::new()
+    ///     .nats_options(|options| options.ping_interval(std::time::Duration::from_secs(10)));
+    /// ```
+    pub fn nats_options(
+        self,
+        configure: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
+    ) -> Self {
+        self.map(configure)
+    }
+
+    fn map(
+        mut self,
+        configure: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
+    ) -> Self {
+        self.options = configure(self.options);
+        self
+    }
+
+    /// Connects, then checks the server is nats-server 2.10 or newer.
+    pub async fn connect(self, urls: impl ServerUrls) -> Result<Connection, Error> {
+        let urls = urls.server_urls();
+        if urls.is_empty() {
+            return Err(Error::NoUrl);
+        }
+        let mut addrs = Vec::with_capacity(urls.len());
+        for url in &urls {
+            let addr = url
+                .parse::<ServerAddr>()
+                .map_err(|error| Error::InvalidUrl {
+                    url: url.clone(),
+                    reason: error.to_string(),
+                })?;
+            addrs.push(addr);
+        }
+        let mut options = self.options;
+        if let Some(path) = self.credentials_file {
+            options = options
+                .credentials_file(&path)
+                .await
+                .map_err(|source| Error::Credentials { path, source })?;
+        }
+        let client = options
+            .connect(addrs)
+            .await
+            .map_err(|source| Error::Connect {
+                urls: urls.join(","),
+                source,
+            })?;
+        Connection::from_nats(client)
+    }
+}
+
+fn check_server_version(client: &async_nats::Client) -> Result<(), Error> {
+    let Some(info) = client.try_server_info() else {
+        tracing::debug!("not connected yet; the nats-server version is not checked");
+        return Ok(());
+    };
+    match parse_version(&info.version) {
+        Some(found) if found < MIN_SERVER_VERSION => Err(Error::ServerTooOld {
+            version: info.version,
+        }),
+        Some(_) => Ok(()),
+        None => {
+            tracing::warn!(
+                version = %info.version,
+                "cannot tell the nats-server version; natsgen needs 2.10 or newer"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `(major, minor)` of a version such as `2.10.22`, `v2.11.0-beta.1` or `2.12`.
+fn parse_version(version: &str) -> Option<(u64, u64)> {
+    let version = version.trim().trim_start_matches('v');
+    let mut parts = version.split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(parse_version("2.10.22"), Some((2, 10)));
+        assert_eq!(parse_version("v2.11.0-beta.1"), Some((2, 11)));
+        assert_eq!(parse_version("2.9.25"), Some((2, 9)));
+        assert!(parse_version("2.9.25").unwrap() < MIN_SERVER_VERSION);
+        assert!(parse_version("3.0.0").unwrap() > MIN_SERVER_VERSION);
+        assert_eq!(parse_version(""), None);
+        assert_eq!(parse_version("nightly"), None);
+    }
+
+    #[test]
+    fn urls_split_on_commas() {
+        assert_eq!(
+            "nats://a:1, nats://b:2".server_urls(),
+            ["nats://a:1", "nats://b:2"]
+        );
+        assert_eq!(["a", "b,c"].server_urls(), ["a", "b", "c"]);
+        assert_eq!(vec!["x".to_owned()].server_urls(), ["x"]);
+        assert!("".server_urls().is_empty());
+    }
+}

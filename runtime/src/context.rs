@@ -1,0 +1,301 @@
+//! The per-call [`Context`] a handler receives.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use tokio::time::Instant;
+
+use crate::headers::{self, TraceParent};
+use crate::Connection;
+
+/// What a handler knows about the call it serves: ids, deadline, trace, and the connection to
+/// make further calls with.
+///
+/// Cheap to clone (one reference count). Pass it to a client call
+/// (`client.method(..).context(&ctx)`) so the nested call joins the caller chain, continues the
+/// trace and inherits the remaining deadline.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    call_id: String,
+    caller_chain: Vec<String>,
+    deadline: Option<Instant>,
+    service: &'static str,
+    method: &'static str,
+    connection: Connection,
+    trace: TraceParent,
+    subject: async_nats::Subject,
+}
+
+impl Context {
+    /// A root context outside any handler: a new call id, an empty caller chain, a new trace and
+    /// no deadline. Calls made with it start a chain (and, with [`Context::with_timeout`], share
+    /// one deadline).
+    pub fn new(connection: &Connection) -> Self {
+        Context {
+            inner: Arc::new(Inner {
+                call_id: crate::ids::new_call_id(),
+                caller_chain: Vec::new(),
+                deadline: None,
+                service: "",
+                method: "",
+                connection: connection.clone(),
+                trace: TraceParent::new_root(),
+                subject: async_nats::Subject::from_static(""),
+            }),
+        }
+    }
+
+    /// Builds the context of a request from its headers. Garbage in any header is ignored with
+    /// a warning; `default_timeout` bounds a request that carries no deadline.
+    pub(crate) fn from_request(
+        connection: &Connection,
+        service: &'static str,
+        method: &'static str,
+        subject: async_nats::Subject,
+        headers: Option<&HeaderMap>,
+        received: Instant,
+        default_timeout: Option<Duration>,
+    ) -> Self {
+        let mut call_id = None;
+        let mut caller_chain = Vec::new();
+        let mut timeout = default_timeout;
+        let mut trace = None;
+
+        if let Some(headers) = headers {
+            if let Some(value) = headers::get(headers, &headers::CALL_ID_NAME) {
+                if headers::is_valid_call_id(value) {
+                    call_id = Some(value.to_owned());
+                } else {
+                    tracing::warn!(
+                        service,
+                        method,
+                        header = headers::CALL_ID,
+                        value = %truncated(value),
+                        "ignoring an invalid call id header"
+                    );
+                }
+            }
+            if let Some(value) = headers::get(headers, &headers::CALLER_CHAIN_NAME) {
+                caller_chain = parse_chain(value).unwrap_or_else(|| {
+                    tracing::warn!(
+                        service,
+                        method,
+                        header = headers::CALLER_CHAIN,
+                        value = %truncated(value),
+                        "ignoring an invalid caller chain header"
+                    );
+                    Vec::new()
+                });
+            }
+            if let Some(value) = headers::get(headers, &headers::DEADLINE_MS_NAME) {
+                match value.trim().parse::<u64>() {
+                    Ok(millis) => timeout = Some(Duration::from_millis(millis)),
+                    Err(_) => tracing::warn!(
+                        service,
+                        method,
+                        header = headers::DEADLINE_MS,
+                        value = %truncated(value),
+                        "ignoring an invalid deadline header"
+                    ),
+                }
+            }
+            if let Some(value) = headers::get(headers, &headers::TRACEPARENT_NAME) {
+                match TraceParent::parse(value.trim()) {
+                    Some(parent) => trace = Some(parent.child()),
+                    None => tracing::warn!(
+                        service,
+                        method,
+                        header = headers::TRACEPARENT,
+                        value = %truncated(value),
+                        "ignoring an invalid traceparent header"
+                    ),
+                }
+            }
+        }
+
+        Context {
+            inner: Arc::new(Inner {
+                call_id: call_id.unwrap_or_else(crate::ids::new_call_id),
+                caller_chain,
+                // A deadline too far away to represent is no deadline.
+                deadline: timeout.and_then(|timeout| received.checked_add(timeout)),
+                service,
+                method,
+                connection: connection.clone(),
+                trace: trace.unwrap_or_else(TraceParent::new_root),
+                subject,
+            }),
+        }
+    }
+
+    /// The subject the message arrived on: an RPC or async subject, or an event's topic (which
+    /// tells a wildcard handler which event it got). Empty for a root context.
+    pub fn subject(&self) -> &str {
+        self.inner.subject.as_str()
+    }
+
+    /// The event publisher of a package, e.g. `ctx.emit::<ecommerce::Events>().orders_created(&o)`.
+    /// One `Events` type per package, so two packages' publishers never clash.
+    pub fn emit<E: crate::codegen::EventSet>(&self) -> E {
+        E::from_connection(&self.inner.connection)
+    }
+
+    /// The id of this call.
+    pub fn call_id(&self) -> &str {
+        &self.inner.call_id
+    }
+
+    /// The call ids of the calls that led to this one, outermost first (empty for a call made
+    /// outside any handler).
+    pub fn caller_chain(&self) -> &[String] {
+        &self.inner.caller_chain
+    }
+
+    /// When the caller stops waiting; `None` for no deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.inner.deadline
+    }
+
+    /// The time left until the deadline (zero once it passed); `None` for no deadline.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.inner
+            .deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// The name of the service handling this call (empty for a root context).
+    pub fn service(&self) -> &'static str {
+        self.inner.service
+    }
+
+    /// The name of the method handling this call (empty for a root context).
+    pub fn method(&self) -> &'static str {
+        self.inner.method
+    }
+
+    /// The connection the call arrived on; use it for further calls.
+    pub fn connection(&self) -> &Connection {
+        &self.inner.connection
+    }
+
+    /// The W3C trace context of this call (its span id is this call's own).
+    pub fn trace_parent(&self) -> TraceParent {
+        self.inner.trace
+    }
+
+    /// A copy without a deadline, for background work that outlives the call.
+    pub fn detached(&self) -> Context {
+        self.with_deadline_value(None)
+    }
+
+    /// A copy whose deadline is `timeout` from now (or the current deadline, if that is sooner).
+    pub fn with_timeout(&self, timeout: Duration) -> Context {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.with_deadline(deadline),
+            None => self.clone(),
+        }
+    }
+
+    /// A copy whose deadline is `deadline` (or the current deadline, if that is sooner).
+    pub fn with_deadline(&self, deadline: Instant) -> Context {
+        let deadline = match self.inner.deadline {
+            Some(current) => current.min(deadline),
+            None => deadline,
+        };
+        self.with_deadline_value(Some(deadline))
+    }
+
+    fn with_deadline_value(&self, deadline: Option<Instant>) -> Context {
+        let inner = &self.inner;
+        Context {
+            inner: Arc::new(Inner {
+                call_id: inner.call_id.clone(),
+                caller_chain: inner.caller_chain.clone(),
+                deadline,
+                service: inner.service,
+                method: inner.method,
+                connection: inner.connection.clone(),
+                trace: inner.trace,
+                subject: inner.subject.clone(),
+            }),
+        }
+    }
+
+    /// The caller chain a call made with this context carries: this chain plus this call.
+    pub(crate) fn outgoing_chain(&self) -> String {
+        let chain = &self.inner.caller_chain;
+        let keep = chain.len().min(headers::MAX_CALLER_CHAIN - 1);
+        let mut value = String::with_capacity((keep + 1) * 37);
+        for id in &chain[chain.len() - keep..] {
+            value.push_str(id);
+            value.push(',');
+        }
+        value.push_str(&self.inner.call_id);
+        value
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("call_id", &self.inner.call_id)
+            .field("caller_chain", &self.inner.caller_chain)
+            .field("remaining", &self.remaining())
+            .field("service", &self.inner.service)
+            .field("method", &self.inner.method)
+            .field("trace_parent", &self.inner.trace.to_string())
+            .finish()
+    }
+}
+
+fn parse_chain(value: &str) -> Option<Vec<String>> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Some(Vec::new());
+    }
+    let mut chain = Vec::new();
+    for id in value.split(',') {
+        let id = id.trim();
+        if !headers::is_valid_call_id(id) {
+            return None;
+        }
+        chain.push(id.to_owned());
+    }
+    if chain.len() > headers::MAX_CALLER_CHAIN {
+        chain.drain(..chain.len() - headers::MAX_CALLER_CHAIN);
+    }
+    Some(chain)
+}
+
+/// A header value short enough to log.
+fn truncated(value: &str) -> &str {
+    let mut end = value.len().min(64);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_parse_and_reject_garbage() {
+        assert_eq!(parse_chain("a,b , c").unwrap(), ["a", "b", "c"]);
+        assert_eq!(parse_chain("").unwrap(), Vec::<String>::new());
+        assert!(parse_chain("a,,b").is_none());
+        assert!(parse_chain("a b").is_none());
+        let long: Vec<String> = (0..40).map(|i| format!("id{i}")).collect();
+        let parsed = parse_chain(&long.join(",")).unwrap();
+        assert_eq!(parsed.len(), headers::MAX_CALLER_CHAIN);
+        assert_eq!(parsed.last().unwrap(), "id39");
+    }
+}

@@ -1,0 +1,208 @@
+//! Publishing events: the generated `Events` type of each package is built on [`EventPublisher`].
+//!
+//! An event is published on its topic (the NATS subject) as plain JSON, with a JetStream publish
+//! (PubAck awaited) into the package's stream `EVENTS_<package>` and `Nats-Msg-Id` = a UUIDv7
+//! event id, so a publisher's retry after a lost PubAck is stored once.
+
+use std::fmt;
+use std::future::IntoFuture;
+use std::str::FromStr;
+
+use async_nats::header::HeaderValue;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::{HeaderMap, HeaderName};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::headers;
+use crate::service::BoxFuture;
+use crate::streams::ensure_event_stream;
+use crate::{Connection, Context, Error, ServiceError};
+
+/// The events a package declares (generated, in a `static`).
+#[derive(Debug, Clone, Copy)]
+pub struct EventsDescriptor {
+    /// The package name; its stream is `EVENTS_<package>`.
+    pub package: &'static str,
+    /// The declared topics, in declaration order.
+    pub topics: &'static [&'static str],
+}
+
+/// A package's generated `Events` type: what [`Context::emit`] builds.
+pub trait EventSet: Sized {
+    /// A publisher over `connection`.
+    fn from_connection(connection: &Connection) -> Self;
+}
+
+/// Publishes the events of one package.
+#[derive(Debug, Clone)]
+pub struct EventPublisher {
+    connection: Connection,
+    descriptor: &'static EventsDescriptor,
+    context: Option<Context>,
+}
+
+impl EventPublisher {
+    /// A publisher for the package `descriptor` describes.
+    pub fn new(connection: &Connection, descriptor: &'static EventsDescriptor) -> Self {
+        EventPublisher {
+            connection: connection.clone(),
+            descriptor,
+            context: None,
+        }
+    }
+
+    /// Publishes topic number `topic` with an encoded payload; awaiting the result sends it.
+    pub fn publish(&self, topic: usize, payload: Result<Bytes, Error>) -> Publish {
+        Publish {
+            publisher: self.clone(),
+            topic,
+            payload,
+            event_id: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// One event, not yet published: set options, then `.await` it.
+#[must_use = "an event is not published until it is awaited"]
+pub struct Publish {
+    publisher: EventPublisher,
+    topic: usize,
+    payload: Result<Bytes, Error>,
+    event_id: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl Publish {
+    /// Sets the event id (`Nats-Msg-Id`); publishing the same id twice within the duplicate
+    /// window stores the event once. Default: a new UUIDv7.
+    pub fn event_id(mut self, id: impl Into<String>) -> Self {
+        self.event_id = Some(id.into());
+        self
+    }
+
+    /// Adds a NATS header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Carries the call id chain and trace of the call `ctx` belongs to.
+    pub fn context(mut self, ctx: &Context) -> Self {
+        self.publisher.context = Some(ctx.clone());
+        self
+    }
+}
+
+impl fmt::Debug for Publish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publish")
+            .field("package", &self.publisher.descriptor.package)
+            .field("topic", &self.publisher.descriptor.topics.get(self.topic))
+            .field("event_id", &self.event_id)
+            .finish()
+    }
+}
+
+impl IntoFuture for Publish {
+    type Output = Result<(), Error>;
+    type IntoFuture = BoxFuture<Result<(), Error>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
+    }
+}
+
+impl Publish {
+    async fn send(self) -> Result<(), Error> {
+        let Publish {
+            publisher,
+            topic,
+            payload,
+            event_id,
+            headers: extra,
+        } = self;
+        let descriptor = publisher.descriptor;
+        let Some(subject) = descriptor.topics.get(topic).copied() else {
+            return Err(Error::Publish {
+                subject: format!("<topic #{topic} of {}>", descriptor.package),
+                reason:
+                    "no such topic; the generated code and its descriptor disagree, regenerate it"
+                        .into(),
+            });
+        };
+        let payload = payload?;
+        if !publisher.connection.is_connected() {
+            return Err(Error::Publish {
+                subject: subject.to_owned(),
+                reason: "not connected to NATS".into(),
+            });
+        }
+        let mut map = HeaderMap::new();
+        for (name, value) in &extra {
+            let name = HeaderName::from_str(name).map_err(|_| Error::Publish {
+                subject: subject.to_owned(),
+                reason: format!("{name:?} is not a valid header name"),
+            })?;
+            let value = HeaderValue::from_str(value).map_err(|_| Error::Publish {
+                subject: subject.to_owned(),
+                reason: format!("the value of header {name} contains a line break"),
+            })?;
+            map.append(name, value);
+        }
+        let event_id = event_id.unwrap_or_else(crate::ids::new_call_id);
+        let event_id_value = HeaderValue::from_str(&event_id).map_err(|_| Error::Publish {
+            subject: subject.to_owned(),
+            reason: "the event id contains a line break".into(),
+        })?;
+        map.insert(async_nats::header::NATS_MESSAGE_ID, event_id_value);
+        if let Some(ctx) = &publisher.context {
+            headers::propagate(&mut map, ctx);
+        }
+        let js = async_nats::jetstream::new(publisher.connection.nats().clone());
+        let mut created = false;
+        loop {
+            let ack = js
+                .publish_with_headers(subject, map.clone(), payload.clone())
+                .await;
+            let result = match ack {
+                Ok(future) => future.await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) if !created && matches!(e.kind(), PublishErrorKind::StreamNotFound) => {
+                    ensure_event_stream(&js, descriptor.package, descriptor.topics).await?;
+                    created = true;
+                }
+                Err(e) => {
+                    return Err(Error::Publish {
+                        subject: subject.to_owned(),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Encodes an event payload as JSON. A non-finite float is an error.
+pub fn encode_event<T: Serialize + ?Sized>(event: &T) -> Result<Bytes, Error> {
+    crate::json::encode_value(event, "the event")
+}
+
+/// Decodes an event payload; failure is `bad_request`.
+pub fn decode_event<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ServiceError> {
+    serde_json::from_slice(payload).map_err(|error| {
+        ServiceError::bad_request(format!(
+            "the event does not decode into its payload type: {error}"
+        ))
+    })
+}
+
+/// The error for an event on a subject a wildcard handler's enum does not know.
+pub fn unknown_topic(subject: &str) -> ServiceError {
+    ServiceError::bad_request(format!("no declared event matches subject {subject}"))
+}

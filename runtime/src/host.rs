@@ -1,0 +1,633 @@
+//! Running services: a [`Host`] serves one or more services on a connection.
+//!
+//! # How an RPC request is handled
+//!
+//! Each RPC method has its own subscription on `<service>.rpc.<method>` in queue group
+//! `<service>`, so instances of a service share the calls. Per request:
+//!
+//! 1. A request without a reply subject is ignored (debug log).
+//! 2. If the service runs `max_concurrency` handlers already, the request waits in a bounded
+//!    in-process queue (`max_queue`); when that is full too, it is answered `busy` (503).
+//! 3. One task is spawned for the request. It builds the [`Context`] from the headers (see
+//!    [`crate::headers`]); a request without a deadline header gets the method's schema timeout.
+//! 4. A request whose deadline passed (also while queued) is answered `deadline_exceeded` (504)
+//!    without running. Otherwise the handler runs until the deadline; a handler still running then
+//!    is cancelled (its future dropped) and the caller gets 504.
+//! 5. A handler error is answered as that error; a panic as `internal` (500) — the service keeps
+//!    serving. A success reply larger than the server's `max_payload` becomes `payload_too_large`
+//!    (413).
+//!
+//! Every handled call runs in a `natsgen.rpc` tracing span with the service, method, call id,
+//! outcome and duration.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::client::PublishErrorKind;
+use async_nats::header::HeaderValue;
+use async_nats::{HeaderMap, Message, Subject, Subscriber};
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::headers;
+use crate::service::{EndpointDescriptor, EndpointKind, Service, ServiceDescriptor};
+use crate::{Connection, Context, Error, ServiceError};
+
+/// Default of [`Host::max_concurrency`].
+pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+/// Default of [`Host::max_queue`].
+pub const DEFAULT_MAX_QUEUE: usize = 1024;
+/// Default of [`Host::grace_period`].
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+/// How long [`Host::start`] waits for the server to confirm the subscriptions.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves services on a connection until told to stop.
+///
+/// ```no_run
+/// # async fn f(nats: natsgen::Connection, server: impl natsgen::codegen::Service) -> Result<(), natsgen::Error> {
+/// natsgen::Host::new(nats).serve(server).run().await // until SIGINT or SIGTERM
+/// # }
+/// ```
+pub struct Host {
+    connection: Connection,
+    services: Vec<Arc<dyn Service>>,
+    max_concurrency: usize,
+    max_queue: usize,
+    grace_period: Duration,
+}
+
+impl Host {
+    /// A host with no services yet.
+    pub fn new(connection: Connection) -> Self {
+        Host {
+            connection,
+            services: Vec::new(),
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            max_queue: DEFAULT_MAX_QUEUE,
+            grace_period: DEFAULT_GRACE_PERIOD,
+        }
+    }
+
+    /// Adds a service (a generated `<Service>Server`). A host serves any number of services, each
+    /// once.
+    pub fn serve(mut self, service: impl Service) -> Self {
+        self.services.push(Arc::new(service));
+        self
+    }
+
+    /// Adds a service already behind an `Arc`.
+    pub fn serve_arc(mut self, service: Arc<dyn Service>) -> Self {
+        self.services.push(service);
+        self
+    }
+
+    /// How many handlers of one service run at once (default 64; at least 1).
+    pub fn max_concurrency(mut self, max: usize) -> Self {
+        self.max_concurrency = max.max(1);
+        self
+    }
+
+    /// How many requests of one service wait for a free handler slot before further ones are
+    /// answered `busy` (default 1024; 0 answers `busy` as soon as all slots are taken).
+    pub fn max_queue(mut self, max: usize) -> Self {
+        self.max_queue = max;
+        self
+    }
+
+    /// How long a shutdown waits for running handlers (default 10 s).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = grace;
+        self
+    }
+
+    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully
+    /// (see [`HostHandle::shutdown`]).
+    pub async fn run(self) -> Result<(), Error> {
+        let handle = self.start().await?;
+        let signal = shutdown_signal().await;
+        tracing::info!("shutdown signal received; stopping");
+        let shutdown = handle.shutdown().await;
+        signal.and(shutdown)
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), Error> {
+        let handle = self.start().await?;
+        shutdown.await;
+        handle.shutdown().await
+    }
+
+    /// Subscribes every endpoint and returns once the server has confirmed the subscriptions, so
+    /// calls made right after reach the services.
+    pub async fn start(self) -> Result<HostHandle, Error> {
+        let Host {
+            connection,
+            services,
+            max_concurrency,
+            max_queue,
+            grace_period,
+        } = self;
+        let mut names = HashSet::new();
+        for service in &services {
+            let name = service.descriptor().name;
+            if !names.insert(name) {
+                return Err(Error::DuplicateService { name });
+            }
+        }
+
+        let client = connection.nats();
+        let (guard, in_flight) = mpsc::channel::<()>(1);
+        let mut runtimes = Vec::with_capacity(services.len());
+        let mut stops = Vec::new();
+        let mut loops = Vec::new();
+        for service in services {
+            let descriptor = service.descriptor();
+            let runtime = Arc::new(ServiceRuntime {
+                service,
+                descriptor,
+                connection: connection.clone(),
+                permits: Arc::new(Semaphore::new(max_concurrency)),
+                max_concurrency,
+                queued: AtomicUsize::new(0),
+                max_queue,
+            });
+            let mut served = Vec::new();
+            for (index, endpoint) in descriptor.endpoints.iter().enumerate() {
+                // Async methods and event handlers are served from streams (a later issue); a
+                // core subscription on their subjects would process messages twice.
+                if endpoint.kind != EndpointKind::Rpc {
+                    continue;
+                }
+                let subscriber = client
+                    .queue_subscribe(endpoint.subject, descriptor.name.to_owned())
+                    .await
+                    .map_err(|source| Error::Subscribe {
+                        subject: endpoint.subject.to_owned(),
+                        source,
+                    })?;
+                let (stop, stopped) = oneshot::channel();
+                stops.push(stop);
+                loops.push(tokio::spawn(serve_endpoint(
+                    Arc::clone(&runtime),
+                    endpoint,
+                    index,
+                    subscriber,
+                    stopped,
+                    guard.clone(),
+                )));
+                served.push(endpoint.name);
+            }
+            tracing::info!(
+                service = descriptor.name,
+                version = descriptor.version,
+                methods = ?served,
+                "serving"
+            );
+            runtimes.push(runtime);
+        }
+        drop(guard);
+
+        match tokio::time::timeout(CONFIRM_TIMEOUT, client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                return Err(Error::Confirm {
+                    reason: error.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(Error::Confirm {
+                    reason: format!("no answer within {CONFIRM_TIMEOUT:?}"),
+                })
+            }
+        }
+
+        Ok(HostHandle {
+            connection,
+            runtimes,
+            stops,
+            loops,
+            in_flight,
+            grace_period,
+        })
+    }
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self
+            .services
+            .iter()
+            .map(|service| service.descriptor().name)
+            .collect();
+        f.debug_struct("Host")
+            .field("services", &names)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("max_queue", &self.max_queue)
+            .field("grace_period", &self.grace_period)
+            .finish()
+    }
+}
+
+/// A running [`Host`]. Call [`HostHandle::shutdown`] to stop it gracefully; dropping the handle
+/// stops taking new requests too, but does not wait for running handlers.
+#[must_use = "dropping the handle stops the host; keep it, or call shutdown() to stop gracefully"]
+pub struct HostHandle {
+    connection: Connection,
+    runtimes: Vec<Arc<ServiceRuntime>>,
+    stops: Vec<oneshot::Sender<()>>,
+    loops: Vec<JoinHandle<()>>,
+    /// Closes when every endpoint loop and every handler task has ended.
+    in_flight: mpsc::Receiver<()>,
+    grace_period: Duration,
+}
+
+impl HostHandle {
+    /// The names of the services served.
+    pub fn services(&self) -> Vec<&'static str> {
+        self.runtimes
+            .iter()
+            .map(|runtime| runtime.descriptor.name)
+            .collect()
+    }
+
+    /// Stops gracefully: unsubscribes (draining requests already delivered), lets running and
+    /// queued handlers finish within the grace period, then flushes their replies. Handlers still
+    /// running after the grace period are abandoned and reported as
+    /// [`Error::GracePeriodExceeded`].
+    pub async fn shutdown(self) -> Result<(), Error> {
+        let HostHandle {
+            connection,
+            runtimes,
+            stops,
+            loops,
+            mut in_flight,
+            grace_period,
+        } = self;
+        let now = Instant::now();
+        // A grace period too long to represent waits "forever" (about thirty years).
+        let deadline = now
+            .checked_add(grace_period)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
+        for stop in stops {
+            let _ = stop.send(());
+        }
+        for mut endpoint_loop in loops {
+            if tokio::time::timeout_at(deadline, &mut endpoint_loop)
+                .await
+                .is_err()
+            {
+                tracing::warn!("an endpoint did not finish draining in the grace period");
+                endpoint_loop.abort();
+            }
+        }
+        let finished = tokio::time::timeout_at(deadline, in_flight.recv())
+            .await
+            .is_ok();
+        let flushed = tokio::time::timeout(CONFIRM_TIMEOUT, connection.nats().flush()).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            tracing::warn!("could not flush the last replies to the server");
+        }
+        if finished {
+            tracing::info!("stopped");
+            return Ok(());
+        }
+        let running = runtimes.iter().map(|runtime| runtime.busy()).sum();
+        Err(Error::GracePeriodExceeded {
+            running,
+            grace: grace_period,
+        })
+    }
+}
+
+impl fmt::Debug for HostHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostHandle")
+            .field("services", &self.services())
+            .field("endpoints", &self.loops.len())
+            .field("grace_period", &self.grace_period)
+            .finish()
+    }
+}
+
+async fn shutdown_signal() -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).map_err(Error::Signal)?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.map_err(Error::Signal),
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map_err(Error::Signal)
+    }
+}
+
+/// What the endpoint loops and handler tasks of one service share.
+struct ServiceRuntime {
+    service: Arc<dyn Service>,
+    descriptor: &'static ServiceDescriptor,
+    connection: Connection,
+    permits: Arc<Semaphore>,
+    max_concurrency: usize,
+    queued: AtomicUsize,
+    max_queue: usize,
+}
+
+impl ServiceRuntime {
+    /// Handlers running plus requests queued.
+    fn busy(&self) -> usize {
+        self.max_concurrency
+            .saturating_sub(self.permits.available_permits())
+            + self.queued.load(Ordering::Relaxed)
+    }
+}
+
+async fn serve_endpoint(
+    runtime: Arc<ServiceRuntime>,
+    endpoint: &'static EndpointDescriptor,
+    index: usize,
+    mut subscriber: Subscriber,
+    mut stop: oneshot::Receiver<()>,
+    guard: mpsc::Sender<()>,
+) {
+    let mut draining = false;
+    loop {
+        let message = if draining {
+            subscriber.next().await
+        } else {
+            tokio::select! {
+                biased;
+                _ = &mut stop => {
+                    draining = true;
+                    if let Err(error) = subscriber.drain().await {
+                        tracing::warn!(subject = endpoint.subject, %error, "failed to drain");
+                        break;
+                    }
+                    continue;
+                }
+                message = subscriber.next() => message,
+            }
+        };
+        let Some(message) = message else { break };
+        dispatch(&runtime, endpoint, index, message, &guard).await;
+    }
+    tracing::debug!(subject = endpoint.subject, "endpoint stopped");
+}
+
+async fn dispatch(
+    runtime: &Arc<ServiceRuntime>,
+    endpoint: &'static EndpointDescriptor,
+    index: usize,
+    mut message: Message,
+    guard: &mpsc::Sender<()>,
+) {
+    let received = Instant::now();
+    let Some(reply) = message.reply.take() else {
+        tracing::debug!(
+            subject = endpoint.subject,
+            "ignoring a request without a reply subject"
+        );
+        return;
+    };
+    let permit = match Arc::clone(&runtime.permits).try_acquire_owned() {
+        Ok(permit) => Some(permit),
+        Err(_) => {
+            if runtime.queued.fetch_add(1, Ordering::Relaxed) >= runtime.max_queue {
+                runtime.queued.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(
+                    service = runtime.descriptor.name,
+                    method = endpoint.name,
+                    "at capacity; answering busy"
+                );
+                let error = ServiceError::busy(format!(
+                    "{} is at capacity ({} calls running, {} queued); retry later",
+                    runtime.descriptor.name, runtime.max_concurrency, runtime.max_queue
+                ));
+                send_error(&runtime.connection, reply, &error).await;
+                return;
+            }
+            None
+        }
+    };
+    tokio::spawn(handle(
+        Arc::clone(runtime),
+        endpoint,
+        index,
+        message,
+        reply,
+        received,
+        permit,
+        guard.clone(),
+    ));
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    runtime: Arc<ServiceRuntime>,
+    endpoint: &'static EndpointDescriptor,
+    index: usize,
+    message: Message,
+    reply: Subject,
+    received: Instant,
+    permit: Option<OwnedSemaphorePermit>,
+    _guard: mpsc::Sender<()>,
+) {
+    let service = runtime.descriptor.name;
+    let ctx = Context::from_request(
+        &runtime.connection,
+        service,
+        endpoint.name,
+        message.subject.clone(),
+        message.headers.as_ref(),
+        received,
+        Some(default_timeout(endpoint)),
+    );
+    let span = tracing::info_span!(
+        "natsgen.rpc",
+        service,
+        method = endpoint.name,
+        call_id = %ctx.call_id(),
+        outcome = tracing::field::Empty,
+        duration_us = tracing::field::Empty,
+    );
+    async move {
+        let deadline = ctx.deadline();
+        let _permit = match permit {
+            Some(permit) => Some(permit),
+            None => {
+                let acquire = Arc::clone(&runtime.permits).acquire_owned();
+                let acquired = match deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline, acquire).await.ok(),
+                    None => Some(acquire.await),
+                };
+                runtime.queued.fetch_sub(1, Ordering::Relaxed);
+                // The semaphore is never closed, so `Some(Err(_))` does not happen; answering
+                // without a permit would be harmless anyway.
+                acquired.and_then(Result::ok)
+            }
+        };
+
+        let result = if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            Err(ServiceError::deadline_exceeded(
+                "the caller's deadline passed before the call started",
+            ))
+        } else {
+            run_handler(&runtime, index, ctx, message.payload, deadline).await
+        };
+
+        let outcome = match result {
+            Ok(body) => match runtime.connection.nats().publish(reply.clone(), body).await {
+                Ok(()) => Cow::Borrowed("ok"),
+                Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    let error = ServiceError::payload_too_large(format!(
+                        "the result is larger than the server's max_payload of {} bytes",
+                        runtime.connection.max_payload()
+                    ));
+                    tracing::warn!(%error, "reply too large");
+                    send_error(&runtime.connection, reply, &error).await;
+                    Cow::Borrowed(ServiceError::PAYLOAD_TOO_LARGE)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "failed to send the reply");
+                    Cow::Borrowed("reply_failed")
+                }
+            },
+            Err(error) => {
+                if error.code() >= 500 {
+                    tracing::warn!(%error, "call failed");
+                } else {
+                    tracing::debug!(%error, "call answered with an error");
+                }
+                send_error(&runtime.connection, reply, &error).await;
+                match error.kind() {
+                    ServiceError::INTERNAL => Cow::Borrowed(ServiceError::INTERNAL),
+                    ServiceError::BAD_REQUEST => Cow::Borrowed(ServiceError::BAD_REQUEST),
+                    ServiceError::DEADLINE_EXCEEDED => {
+                        Cow::Borrowed(ServiceError::DEADLINE_EXCEEDED)
+                    }
+                    // Declared errors: their name (only this path allocates).
+                    kind => Cow::Owned(kind.to_owned()),
+                }
+            }
+        };
+        let span = tracing::Span::current();
+        span.record("outcome", &*outcome);
+        span.record("duration_us", received.elapsed().as_micros() as u64);
+        tracing::debug!(outcome = &*outcome, "handled");
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn run_handler(
+    runtime: &ServiceRuntime,
+    index: usize,
+    ctx: Context,
+    payload: Bytes,
+    deadline: Option<Instant>,
+) -> Result<Bytes, ServiceError> {
+    // A binding may panic before it returns its future, or while it runs.
+    let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        runtime.service.call(index, ctx, payload)
+    }));
+    let future = match call {
+        Ok(future) => AssertUnwindSafe(future).catch_unwind(),
+        Err(panic) => return Err(panicked(panic)),
+    };
+    let finished = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, future).await {
+            Ok(finished) => finished,
+            Err(_) => {
+                return Err(ServiceError::deadline_exceeded(
+                    "the handler did not finish before the caller's deadline and was cancelled",
+                ))
+            }
+        },
+        None => future.await,
+    };
+    finished.unwrap_or_else(|panic| Err(panicked(panic)))
+}
+
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> ServiceError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = message, "handler panicked");
+    ServiceError::internal(format!("the handler panicked: {message}"))
+}
+
+fn default_timeout(endpoint: &EndpointDescriptor) -> Duration {
+    match endpoint.timeout_ms {
+        0 => crate::client::DEFAULT_TIMEOUT,
+        millis => Duration::from_millis(millis),
+    }
+}
+
+/// Answers with an error: the NATS micro headers plus the natsgen body.
+async fn send_error(connection: &Connection, reply: Subject, error: &ServiceError) {
+    let client = connection.nats();
+    let result = client
+        .publish_with_headers(
+            reply.clone(),
+            error_headers(error),
+            crate::json::encode_error(error),
+        )
+        .await;
+    match result {
+        Ok(()) => {}
+        Err(publish) if publish.kind() == PublishErrorKind::MaxPayloadExceeded => {
+            // The details (or message) are too large: say so without them.
+            let smaller = ServiceError::payload_too_large(format!(
+                "the {} error reply is larger than the server's max_payload",
+                error.kind()
+            ));
+            if let Err(publish) = client
+                .publish_with_headers(
+                    reply,
+                    error_headers(&smaller),
+                    crate::json::encode_error(&smaller),
+                )
+                .await
+            {
+                tracing::warn!(error = %publish, "failed to send an error reply");
+            }
+        }
+        Err(publish) => tracing::warn!(error = %publish, "failed to send an error reply"),
+    }
+}
+
+fn error_headers(error: &ServiceError) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        headers::SERVICE_ERROR_CODE_NAME,
+        HeaderValue::from(error.code()),
+    );
+    let message = if error.message().is_empty() {
+        error.kind()
+    } else {
+        error.message()
+    };
+    headers.insert(
+        headers::SERVICE_ERROR_NAME,
+        headers::sanitized_value(message, headers::MAX_ERROR_HEADER_LEN),
+    );
+    headers
+}

@@ -1,0 +1,26 @@
+//! Compile tests of generated code in a user crate: what must compile, and what must fail with a
+//! readable message.
+
+use std::path::PathBuf;
+
+#[test]
+fn ui() {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // Inside the crate (git-ignored) so trybuild shows its paths as `$DIR/...` on every machine.
+    let out = manifest.join("ui/generated");
+    let fixtures = manifest.join("../codegen/tests/fixtures/valid");
+    natsgen_build::configure()
+        .out_dir(&out)
+        .emit_rerun_if_changed(false)
+        .compile(&[
+            fixtures.join("ecommerce.yaml"),
+            fixtures.join("everything.yaml"),
+            fixtures.join("keywords.yaml"),
+        ])
+        .unwrap_or_else(|e| panic!("fixtures generate: {e}"));
+    // The UI cases `include!` the generated files from here (read by `env!` at their compile time).
+    std::env::set_var("NATSGEN_UI_DIR", &out);
+    let cases = trybuild::TestCases::new();
+    cases.pass("ui/pass/*.rs");
+    cases.compile_fail("ui/fail/*.rs");
+}
