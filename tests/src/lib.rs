@@ -16,6 +16,15 @@ pub mod r#match {
 pub mod e2e {
     natsgen::include_schema!("e2e");
 }
+pub mod jobs {
+    natsgen::include_schema!("jobs");
+}
+pub mod disco {
+    natsgen::include_schema!("disco");
+}
+pub mod flaky {
+    natsgen::include_schema!("flaky");
+}
 
 /// The same generated code under `#![no_implicit_prelude]`: it must name everything by path.
 #[no_implicit_prelude]
