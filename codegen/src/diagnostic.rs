@@ -5,7 +5,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents,
+    NamedSource, SourceCode, SourceSpan, SpanContents,
+};
 
 /// A schema file's text, shared by the diagnostics that point into it.
 #[derive(Debug, Clone)]
@@ -14,15 +17,17 @@ pub struct SourceFile {
     /// The path as shown in messages.
     pub display: String,
     pub text: Arc<str>,
-    named: Arc<NamedSource<Arc<str>>>,
+    named: Arc<CharColumns>,
 }
 
 impl SourceFile {
     pub fn new(path: &Path, text: String) -> Self {
         let display = path.display().to_string();
         let text: Arc<str> = Arc::from(text);
-        let named =
-            Arc::new(NamedSource::new(display.clone(), Arc::clone(&text)).with_language("yaml"));
+        let named = Arc::new(CharColumns {
+            text: Arc::clone(&text),
+            inner: NamedSource::new(display.clone(), Arc::clone(&text)).with_language("yaml"),
+        });
         SourceFile {
             path: path.to_path_buf(),
             display,
@@ -31,6 +36,48 @@ impl SourceFile {
         }
     }
 }
+
+/// The source as miette sees it, with columns counted in characters (miette counts bytes), so the
+/// `[path:line:col]` above a snippet agrees with the `path:line:col:` of the message.
+#[derive(Debug)]
+struct CharColumns {
+    text: Arc<str>,
+    inner: NamedSource<Arc<str>>,
+}
+
+impl SourceCode for CharColumns {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let contents = self
+            .inner
+            .read_span(span, context_lines_before, context_lines_after)?;
+        let start = contents.span().offset().min(self.text.len());
+        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let column = self
+            .text
+            .get(line_start..start)
+            .map_or(contents.column(), |s| s.chars().count());
+        let mut fixed = MietteSpanContents::new_named(
+            contents.name().unwrap_or_default().to_string(),
+            contents.data(),
+            *contents.span(),
+            contents.line(),
+            column,
+            contents.line_count(),
+        );
+        if let Some(language) = contents.language() {
+            fixed = fixed.with_language(language);
+        }
+        Ok(Box::new(fixed))
+    }
+}
+
+/// Lines longer than this are not shown as a snippet (and miette cannot draw past column 65535).
+const MAX_SNIPPET_LINE: usize = 1_000;
 
 /// Where in a source a problem is: byte offset and length, plus 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
@@ -103,6 +150,27 @@ impl Diagnostic {
     pub fn with_help(mut self, help: Option<String>) -> Self {
         self.help = help;
         self
+    }
+
+    /// Whether the offending line is short enough to show as a snippet.
+    fn snippet_fits(&self) -> bool {
+        let Some(source) = &self.source else {
+            return false;
+        };
+        let text = &source.text;
+        let start = self.loc.offset.min(text.len());
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        line_end - line_start <= MAX_SNIPPET_LINE
+    }
+
+    /// The diagnostic without a snippet: code, `path:line:col: message`, help.
+    fn plain(&self) -> String {
+        let mut out = format!("{}\n\n  × {self}\n", self.code);
+        if let Some(help) = &self.help {
+            out.push_str(&format!("  help: {help}\n"));
+        }
+        out
     }
 
     /// The file the problem is in, as shown in messages.
@@ -181,9 +249,11 @@ impl Diagnostics {
             .with_links(false);
         let mut out = String::new();
         for d in &self.0 {
-            if handler.render_report(&mut out, d).is_err() {
-                out.push_str(&d.to_string());
+            if d.snippet_fits() && handler.render_report(&mut out, d).is_ok() {
+                out.push('\n');
+                continue;
             }
+            out.push_str(&d.plain());
             out.push('\n');
         }
         out

@@ -34,6 +34,22 @@ pub fn field(wire: &str) -> String {
     escape(&wire.to_snake_case())
 }
 
+/// The Rust name of a method parameter: like [`field`], but `ctx` and `options` (the names of the
+/// parameters every generated method has) get a trailing `_`.
+pub fn param(wire: &str) -> String {
+    let name = field(wire);
+    if matches!(name.as_str(), "ctx" | "options") {
+        format!("{name}_")
+    } else {
+        name
+    }
+}
+
+/// A PascalCase identifier for a snake_case name or topic, escaped (`self` → `Self_`).
+pub fn pascal_ident(name: &str) -> String {
+    escape(&pascal(name))
+}
+
 /// The snake_case form of a wire name before escaping, or `None` when no identifier can be made.
 pub fn field_base(wire: &str) -> Option<String> {
     let snake = wire.to_snake_case();
@@ -54,11 +70,6 @@ pub fn topic_method(topic: &str) -> String {
 /// A type name as written in the schema (PascalCase), escaped (`Self` → `Self_`).
 pub fn type_ident(name: &str) -> String {
     escape(name)
-}
-
-/// SCREAMING_SNAKE_CASE for statics.
-pub fn screaming(name: &str) -> String {
-    name.replace('.', "_").to_snake_case().to_uppercase()
 }
 
 fn is_identifier(s: &str) -> bool {

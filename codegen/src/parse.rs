@@ -74,6 +74,12 @@ pub fn parse(source: &SourceFile) -> Result<Node, Box<Diagnostic>> {
     let mut options = Options::default();
     options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
     options.strict_booleans = true;
+    // A schema is never deeper than a dozen levels; a low cap keeps deeply nested input from
+    // exhausting the stack of a 2 MiB thread (tests, tokio workers) while it is deserialized.
+    let mut budget = serde_saphyr::budget::Budget::default();
+    budget.max_depth = 24;
+    budget.flow_nesting_limit = budget.flow_nesting_limit.min(24);
+    options.budget = Some(budget);
     let parsed: Result<Spanned<RawNode>, _> =
         serde_saphyr::from_str_with_options(&source.text, options);
     match parsed {

@@ -319,10 +319,10 @@ impl Renderer<'_> {
 
         let mut errors = Vec::new();
         let mut private_structs = Vec::new();
-        for s in &p.services {
-            for m in &s.methods {
+        for (si, s) in p.services.iter().enumerate() {
+            for (mi, m) in s.methods.iter().enumerate() {
                 if !m.errors.is_empty() {
-                    errors.push(self.error_view(m, &mut private_structs));
+                    errors.push(self.error_view(m, si, mi, &mut private_structs));
                 }
             }
         }
@@ -338,9 +338,9 @@ impl Renderer<'_> {
         }
 
         let mut descriptors = Vec::new();
-        for s in &p.services {
-            let view = self.service_view(s, &mut private_structs);
-            descriptors.push(self.descriptor_view(s));
+        for (si, s) in p.services.iter().enumerate() {
+            let view = self.service_view(s, si, &mut private_structs);
+            descriptors.push(self.descriptor_view(s, si));
             if self.options.server || self.options.client {
                 out.push_str(
                     &ServiceTemplate {
@@ -598,7 +598,7 @@ impl Renderer<'_> {
                     let payload = self.find_event(pkg, topic)?;
                     Some(WildcardVariant {
                         doc: lit(&format!(" `{topic}`")),
-                        name: names::pascal(topic),
+                        name: names::pascal_ident(topic),
                         ty: self.event_type(pkg, topic, payload, 0),
                         topic: lit(topic),
                     })
@@ -611,13 +611,22 @@ impl Renderer<'_> {
         format!("{}Error", names::pascal(&m.name))
     }
 
-    fn error_view(&self, m: &Method, private: &mut Vec<StructView>) -> ErrorView {
+    /// The names of generated private items are built from indices, so no two schema names can
+    /// make them clash.
+    fn error_view(
+        &self,
+        m: &Method,
+        service: usize,
+        method: usize,
+        private: &mut Vec<StructView>,
+    ) -> ErrorView {
         let name = Self::error_enum_name(m);
         let variants = m
             .errors
             .iter()
-            .map(|e: &ErrorDef| {
-                let details = format!("{name}{}Details", e.name);
+            .enumerate()
+            .map(|(index, e): (usize, &ErrorDef)| {
+                let details = format!("S{service}M{method}E{index}Details");
                 let fields: Vec<FieldView> =
                     e.fields.iter().map(|f| self.field_view(f, 0)).collect();
                 if !fields.is_empty() {
@@ -650,13 +659,18 @@ impl Renderer<'_> {
         }
     }
 
-    fn service_view(&self, s: &Service, private: &mut Vec<StructView>) -> ServiceView {
+    fn service_view(
+        &self,
+        s: &Service,
+        service: usize,
+        private: &mut Vec<StructView>,
+    ) -> ServiceView {
         let pascal = names::pascal(&s.name);
         let rt = self.rt;
         let mut members = Vec::new();
         let mut calls = Vec::new();
-        for m in &s.methods {
-            let params_struct = format!("{pascal}{}Params", names::pascal(&m.name));
+        for (method, m) in s.methods.iter().enumerate() {
+            let params_struct = format!("S{service}M{method}Params");
             private.push(StructView {
                 docs: Vec::new(),
                 derives: String::new(),
@@ -669,7 +683,7 @@ impl Renderer<'_> {
                 .params
                 .iter()
                 .map(|f| ArgView {
-                    name: names::field(&f.name),
+                    name: names::param(&f.name),
                     ty: self.field_type(&f.ty, false, 0),
                 })
                 .collect();
@@ -791,18 +805,18 @@ impl Renderer<'_> {
                     .or(Some(&format!("The `{}` service.", s.name))),
             ),
             wire: s.name.clone(),
-            trait_name: pascal.clone(),
+            trait_name: names::type_ident(&pascal),
             server: format!("{pascal}Server"),
             server_lit: lit(&format!("{pascal}Server")),
             client: format!("{pascal}Client"),
             api: format!("{pascal}Api"),
-            descriptor: format!("{}_DESCRIPTOR", names::screaming(&s.name)),
+            descriptor: format!("SERVICE_{service}"),
             members,
             calls,
         }
     }
 
-    fn descriptor_view(&self, s: &Service) -> DescriptorView {
+    fn descriptor_view(&self, s: &Service, service: usize) -> DescriptorView {
         let mut endpoints = Vec::new();
         for m in &s.methods {
             let (kind, subject) = match m.kind {
@@ -910,7 +924,7 @@ impl Renderer<'_> {
             });
         }
         DescriptorView {
-            name: format!("{}_DESCRIPTOR", names::screaming(&s.name)),
+            name: format!("SERVICE_{service}"),
             service: lit(&s.name),
             package: lit(&self.package.name),
             version: lit(s.version.as_deref().unwrap_or("0.0.0")),

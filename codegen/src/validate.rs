@@ -129,9 +129,8 @@ pub fn load(roots: &[PathBuf]) -> Loaded {
             packages.push(pkg);
         }
     }
-    if diags.is_empty() {
-        check_recursion(&mut packages, &files, &decls, &mut diags);
-    }
+    check_recursion(&mut packages, &files, &decls, &mut diags);
+    check_unique_across_packages(&packages, &files, &mut diags);
     diags.sort();
     let model = if diags.is_empty() {
         Some(Model {
@@ -145,6 +144,61 @@ pub fn load(roots: &[PathBuf]) -> Loaded {
         diagnostics: diags,
         files: read,
     }
+}
+
+/// A topic or a service name declared by two packages would share subjects: one stream per
+/// topic and one queue group per service are the contract.
+fn check_unique_across_packages(packages: &[Package], files: &[File], diags: &mut Diagnostics) {
+    let mut topics: HashMap<&str, &str> = HashMap::new();
+    let mut services: HashMap<&str, &str> = HashMap::new();
+    for p in packages {
+        let Some(file) = files.iter().find(|f| f.package == p.name) else {
+            continue;
+        };
+        for e in &p.events {
+            if let Some(other) = topics.insert(&e.topic, &p.name) {
+                diags.push(
+                    Diagnostic::new(
+                        "natsgen::duplicate_name",
+                        &file.source,
+                        section_key_loc(file, "events", &e.topic),
+                        format!("topic '{}' is also declared by package '{other}'", e.topic),
+                    )
+                    .label("second declaration")
+                    .help("declare each topic in one package; import it where it is used"),
+                );
+            }
+        }
+        for s in &p.services {
+            if let Some(other) = services.insert(&s.name, &p.name) {
+                diags.push(
+                    Diagnostic::new(
+                        "natsgen::duplicate_name",
+                        &file.source,
+                        section_key_loc(file, "services", &s.name),
+                        format!("service '{}' is also declared by package '{other}'", s.name),
+                    )
+                    .label("second declaration")
+                    .help("service names are subjects: they must be unique across packages"),
+                );
+            }
+        }
+    }
+}
+
+/// The position of `name` under the top-level `section` of a file.
+fn section_key_loc(file: &File, section: &str, name: &str) -> Loc {
+    file.root
+        .as_ref()
+        .and_then(|r| map_get(r, section))
+        .and_then(|n| match &n.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.name == name)
+                .map(|(k, _)| k.loc),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 fn canonical(path: &Path) -> std::io::Result<PathBuf> {
@@ -360,6 +414,38 @@ const RETRY_KEYS: &[&str] = &["max_attempts", "backoff"];
 const HANDLER_KEYS: &[&str] = &["handler", "description", "mode", "delivery", "retry"];
 
 impl Validator<'_> {
+    /// A value as the schema writes it (quotes included), for messages: `1.0` stays `1.0`.
+    fn written(&self, node: &Node) -> String {
+        let text = &self.file.source.text;
+        let raw = text
+            .get(node.loc.offset..node.loc.offset + node.loc.len)
+            .unwrap_or_default()
+            .trim();
+        let raw = if raw.is_empty() {
+            node.scalar_text()
+                .unwrap_or_else(|| node.kind().to_string())
+        } else {
+            raw.to_string()
+        };
+        let clean: String = raw
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(80)
+            .collect();
+        if clean.starts_with(['"', '\'']) {
+            clean
+        } else {
+            format!("'{clean}'")
+        }
+    }
+
+    /// A scalar's text without quotes, for messages that quote it themselves.
+    fn unquoted(&self, node: &Node) -> String {
+        node.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| self.written(node).trim_matches(['\'', '"']).to_string())
+    }
+
     fn report(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
@@ -493,13 +579,14 @@ impl Validator<'_> {
                     .diag(
                         "natsgen::format_version",
                         n.loc,
-                        format!(
-                            "unsupported schema format '{}'",
-                            n.scalar_text().unwrap_or_default()
-                        ),
+                        format!("unsupported schema format {}", self.written(n)),
                     )
                     .label("this generator reads format 1")
-                    .help("write `natsgen: 1`");
+                    .help(if n.as_str() == Some("1") {
+                        "the format version is a number: write `natsgen: 1` without quotes"
+                    } else {
+                        "write `natsgen: 1`"
+                    });
                 self.report(d);
             }
         }
@@ -668,7 +755,7 @@ impl Validator<'_> {
                 self.report(d);
                 return None;
             }
-            (Some(f), None) => TypeBody::Struct(self.fields(f, &what)),
+            (Some(f), None) => TypeBody::Struct(self.fields(f, &what, false)),
             (None, Some(e)) => TypeBody::Enum(self.enum_values(e, &what)),
             (None, None) => {
                 let d = self
@@ -759,11 +846,12 @@ impl Validator<'_> {
         out
     }
 
-    fn fields(&mut self, node: &Node, what: &str) -> Vec<Field> {
+    /// The fields of a type, event, error or (with `params`) the params of a method.
+    fn fields(&mut self, node: &Node, what: &str, params: bool) -> Vec<Field> {
         let mut out = Vec::new();
         let mut rust: HashMap<String, String> = HashMap::new();
         for (k, v) in self.named_map(node, &format!("the fields of {what}")) {
-            let Some(base) = names::field_base(&k.name) else {
+            if names::field_base(&k.name).is_none() {
                 let d = self
                     .diag(
                         "natsgen::invalid_name",
@@ -775,6 +863,12 @@ impl Validator<'_> {
                 self.report(d);
                 continue;
             };
+            let rust_name = if params {
+                names::param(&k.name)
+            } else {
+                names::field(&k.name)
+            };
+            let base = names::unraw(&rust_name).to_string();
             if let Some(prev) = rust.insert(base.clone(), k.name.clone()) {
                 let d = self
                     .diag(
@@ -959,13 +1053,13 @@ impl Validator<'_> {
     }
 
     fn event(&mut self, key: &Key, node: &Node) -> Option<Event> {
-        self.topic_name(&key.name, key.loc);
+        let valid_topic = self.topic_name(&key.name, key.loc);
         let what = format!("event '{}'", key.name);
         let map = self.fixed_map(node, &what, EVENT_KEYS)?;
         let description = self.description(&map);
         let payload = match (map.get("payload"), map.get("fields")) {
             (Some(p), None) => EventPayload::Named(self.type_expr(p)?),
-            (None, Some(f)) => EventPayload::Inline(self.fields(f, &what)),
+            (None, Some(f)) => EventPayload::Inline(self.fields(f, &what, false)),
             (Some(_), Some(f)) => {
                 let d = self
                     .diag(
@@ -989,7 +1083,7 @@ impl Validator<'_> {
                 return None;
             }
         };
-        Some(Event {
+        valid_topic.then(|| Event {
             topic: key.name.clone(),
             description,
             payload,
@@ -1006,16 +1100,17 @@ impl Validator<'_> {
                 "wildcard '{t}' in a declared topic; wildcards belong in `handles` patterns"
             ))
         } else {
-            topic
-                .split('.')
-                .find(|t| {
-                    !t.chars()
-                        .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
-                })
-                .map(|t| format!("token '{t}' is not lowercase letters, digits, '_' or '-'"))
+            topic.split('.').find(|t| !is_topic_token(t)).map(|t| {
+                format!("token '{t}' is not lowercase (a letter, then letters, digits, '_' or '-')")
+            })
         };
         if let Some(problem) = problem {
-            let fixed = topic.to_lowercase().replace([' ', '*', '>', '$'], "_");
+            let help = match suggest_topic(topic) {
+                Some(fixed) if fixed != topic => {
+                    format!("topics are dot-separated lowercase tokens, e.g. '{fixed}'")
+                }
+                _ => "topics are dot-separated lowercase tokens, e.g. 'orders.created'".to_string(),
+            };
             let d = self
                 .diag(
                     "natsgen::invalid_topic",
@@ -1023,10 +1118,7 @@ impl Validator<'_> {
                     format!("invalid topic '{topic}': {problem}"),
                 )
                 .label("not a valid topic")
-                .help(format!(
-                    "topics are dot-separated lowercase tokens, e.g. '{}'",
-                    fixed.trim_start_matches('_')
-                ));
+                .help(help);
             self.report(d);
             return false;
         }
@@ -1034,15 +1126,20 @@ impl Validator<'_> {
     }
 
     fn duration(&mut self, node: &Node, what: &str) -> Option<u64> {
-        let text = node.scalar_text().unwrap_or_default();
-        match parse_duration(&text) {
+        let value = if matches!(node.value, Value::Str(_)) {
+            node.scalar_text()
+        } else {
+            None
+        };
+        let text = self.written(node);
+        match value.as_deref().and_then(parse_duration) {
             Some(ms) if ms > 0 => Some(ms),
             _ => {
                 let d = self
                     .diag(
                         "natsgen::invalid_duration",
                         node.loc,
-                        format!("malformed duration '{text}' for {what}"),
+                        format!("malformed duration {text} for {what}"),
                     )
                     .label("not a duration")
                     .help("write a positive number with a unit: `500ms`, `10s`, `2m`, `1h`");
@@ -1084,15 +1181,20 @@ impl Validator<'_> {
         let map = self.fixed_map(node, &what, SERVICE_KEYS)?;
         let description = self.description(&map);
         let version = map.get("version").and_then(|n| {
-            let text = n.scalar_text().unwrap_or_default();
-            if is_semver(&text) {
-                Some(text)
+            let value = if matches!(n.value, Value::Str(_)) {
+                n.scalar_text()
+            } else {
+                None
+            };
+            let text = self.written(n);
+            if let Some(version) = value.filter(|v| is_semver(v)) {
+                Some(version)
             } else {
                 let d = self
                     .diag(
                         "natsgen::invalid_version",
                         n.loc,
-                        format!("version '{text}' is not semantic versioning"),
+                        format!("version {text} is not semantic versioning"),
                     )
                     .label("expected MAJOR.MINOR.PATCH")
                     .help("write e.g. `version: 1.0.0`");
@@ -1105,7 +1207,7 @@ impl Validator<'_> {
         if let Some(n) = map.get("methods") {
             for (k, v) in self.named_map(n, &format!("the methods of {what}")) {
                 if let Some(m) = self.method(&key.name, k, v) {
-                    self.member_name(&mut members, &m.name, k.loc, &what);
+                    self.member_name(&mut members, &m.name, k.loc, &what, false);
                     methods.push(m);
                 }
             }
@@ -1114,7 +1216,7 @@ impl Validator<'_> {
         if let Some(n) = map.get("handles") {
             for (k, v) in self.named_map(n, &format!("the handlers of {what}")) {
                 if let Some(h) = self.handler(k, v) {
-                    self.member_name(&mut members, &h.name, v.loc, &what);
+                    self.member_name(&mut members, &h.name, v.loc, &what, true);
                     handlers.push(h);
                 }
             }
@@ -1134,9 +1236,10 @@ impl Validator<'_> {
         name: &str,
         loc: Loc,
         what: &str,
+        is_handler: bool,
     ) {
         let rust = names::escape(name);
-        if name == "new" {
+        if name == "new" && !is_handler {
             let d = self
                 .diag(
                     "natsgen::reserved_name",
@@ -1166,7 +1269,7 @@ impl Validator<'_> {
                 other => {
                     let text = other
                         .map(str::to_string)
-                        .unwrap_or_else(|| n.kind().to_string());
+                        .unwrap_or_else(|| self.unquoted(n));
                     let help = did_you_mean(&text, ["rpc", "async"])
                         .unwrap_or_else(|| "kinds: rpc (the default), async".into());
                     let d = self
@@ -1185,7 +1288,7 @@ impl Validator<'_> {
         let description = self.description(&map);
         let params = map
             .get("params")
-            .map(|n| self.fields(n, &format!("the params of {what}")))
+            .map(|n| self.fields(n, &format!("the params of {what}"), true))
             .unwrap_or_default();
         let returns = match map.get("returns") {
             Some(n) if kind == MethodKind::Async => {
@@ -1253,7 +1356,7 @@ impl Validator<'_> {
                             let description = self.description(&m);
                             let fields = m
                                 .get("fields")
-                                .map(|f| self.fields(f, &ewhat))
+                                .map(|f| self.fields(f, &ewhat, false))
                                 .unwrap_or_default();
                             (description, fields)
                         }
@@ -1370,7 +1473,7 @@ impl Validator<'_> {
                         Some("shared") => h.mode = Mode::Shared,
                         Some("broadcast") => h.mode = Mode::Broadcast,
                         _ => {
-                            let text = n.scalar_text().unwrap_or_else(|| n.kind().to_string());
+                            let text = self.unquoted(n);
                             let help = did_you_mean(&text, ["shared", "broadcast"])
                                 .unwrap_or_else(|| "modes: shared (the default), broadcast".into());
                             let d = self
@@ -1390,7 +1493,7 @@ impl Validator<'_> {
                         Some("durable") => h.delivery = Delivery::Durable,
                         Some("best_effort") => h.delivery = Delivery::BestEffort,
                         _ => {
-                            let text = n.scalar_text().unwrap_or_else(|| n.kind().to_string());
+                            let text = self.unquoted(n);
                             let help = did_you_mean(&text, ["durable", "best_effort"])
                                 .unwrap_or_else(|| {
                                     "deliveries: durable (the default), best_effort".into()
@@ -1512,67 +1615,94 @@ impl Validator<'_> {
                 self.report(d);
             }
         }
-        // Generated names that a declared type would shadow.
+        // Every public name the generator makes, and the schema's own type names, must be
+        // distinct. (Private helper items are named by index and cannot clash.)
         let mut generated: BTreeMap<String, String> = BTreeMap::new();
-        generated.insert("Events".into(), "the package's event publisher".into());
+        let mut claim = |this: &mut Self, name: String, what: String, loc: Loc| {
+            if let Some(prev) = generated.get(&name) {
+                let d = this
+                    .diag(
+                        "natsgen::reserved_name",
+                        loc,
+                        format!("the generated name '{name}' of {what} clashes with {prev}"),
+                    )
+                    .label("generated name clash")
+                    .help("rename one of them");
+                this.report(d);
+            } else {
+                generated.insert(name, what);
+            }
+        };
+        claim(
+            self,
+            "Events".into(),
+            "the package's event publisher".into(),
+            Loc::default(),
+        );
         for s in &pkg.services {
+            let loc = loc_of_key("services", &s.name);
             let p = names::pascal(&s.name);
-            generated.insert(p.clone(), format!("the trait of service '{}'", s.name));
-            for suffix in ["Client", "Server", "Api"] {
-                generated.insert(
-                    format!("{p}{suffix}"),
-                    format!("the {} of service '{}'", suffix.to_lowercase(), s.name),
+            claim(
+                self,
+                names::type_ident(&p),
+                format!("the trait of service '{}'", s.name),
+                loc,
+            );
+            for suffix in ["Server", "Client", "Api"] {
+                let what = format!("the {} of service '{}'", suffix.to_lowercase(), s.name);
+                claim(self, format!("{p}{suffix}"), what, loc);
+            }
+            for m in s.methods.iter().filter(|m| !m.errors.is_empty()) {
+                let name = format!("{}Error", names::pascal(&m.name));
+                claim(
+                    self,
+                    name,
+                    format!("the errors of '{}.{}'", s.name, m.name),
+                    loc,
                 );
             }
-            for m in &s.methods {
-                if !m.errors.is_empty() {
-                    let name = format!("{}Error", names::pascal(&m.name));
-                    if let Some(prev) = generated.insert(
-                        name.clone(),
-                        format!("the errors of '{}.{}'", s.name, m.name),
-                    ) {
+            for h in s.handlers.iter().filter(|h| h.is_wildcard()) {
+                let what = format!("the events of handler '{}.{}'", s.name, h.name);
+                claim(self, wildcard_enum_name(&s.name, &h.name), what, loc);
+                let mut variants: HashMap<String, &str> = HashMap::new();
+                for (_, topic) in &h.matches {
+                    if let Some(prev) = variants.insert(names::pascal(topic), topic) {
                         let d = self
                             .diag(
-                                "natsgen::reserved_name",
-                                loc_of_key("services", &s.name),
-                                format!("two methods named '{}' declare errors: both would generate '{name}' ({prev})", m.name),
+                                "natsgen::rust_name_clash",
+                                loc,
+                                format!(
+                                    "topics '{prev}' and '{topic}' both become the variant '{}' of handler '{}.{}'",
+                                    names::pascal(topic),
+                                    s.name,
+                                    h.name
+                                ),
                             )
                             .label("in this service")
-                            .help("rename one of the methods");
+                            .help("rename one of the topics");
                         self.report(d);
                     }
                 }
             }
-            for h in s.handlers.iter().filter(|h| h.is_wildcard()) {
-                generated.insert(
-                    wildcard_enum_name(&s.name, &h.name),
-                    format!("the events of handler '{}.{}'", s.name, h.name),
-                );
-            }
         }
         for e in &pkg.events {
             if let EventPayload::Inline(_) = e.payload {
-                let name = names::pascal(&e.topic);
-                if let Some(prev) =
-                    generated.insert(name.clone(), format!("the payload of event '{}'", e.topic))
-                {
-                    let d = self
-                        .diag(
-                            "natsgen::reserved_name",
-                            loc_of_key("events", &e.topic),
-                            format!("the payload type '{name}' of this event clashes with {prev}"),
-                        )
-                        .label("generated name clash");
-                    self.report(d);
-                }
+                let what = format!("the payload of event '{}'", e.topic);
+                claim(
+                    self,
+                    names::pascal_ident(&e.topic),
+                    what,
+                    loc_of_key("events", &e.topic),
+                );
             }
         }
         for t in &pkg.types {
-            if let Some(what) = generated.get(&t.name) {
+            let loc = loc_of_key("types", &t.name);
+            if let Some(what) = generated.get(&names::type_ident(&t.name)) {
                 let d = self
                     .diag(
                         "natsgen::reserved_name",
-                        loc_of_key("types", &t.name),
+                        loc,
                         format!("type name '{}' is reserved for {what}", t.name),
                     )
                     .label("clashes with a generated name")
@@ -1609,6 +1739,42 @@ impl Validator<'_> {
         }
         let _ = self.files;
     }
+}
+
+/// A topic token: a lowercase letter, then lowercase letters, digits, `_` or `-` (so every token
+/// makes a Rust identifier).
+fn is_topic_token(t: &str) -> bool {
+    let mut chars = t.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+}
+
+/// A valid topic close to an invalid one, when one can be made.
+fn suggest_topic(topic: &str) -> Option<String> {
+    let rest = topic
+        .strip_prefix("natsgen.")
+        .unwrap_or(topic)
+        .trim_start_matches('$');
+    let tokens: Vec<String> = rest
+        .split('.')
+        .map(|t| {
+            let cleaned: String = t
+                .to_lowercase()
+                .chars()
+                .map(|c| {
+                    if matches!(c, 'a'..='z' | '0'..='9' | '_' | '-') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            cleaned.trim_matches('_').to_string()
+        })
+        .filter(|t| !t.is_empty())
+        .collect();
+    let fixed = tokens.join(".");
+    (!fixed.is_empty() && fixed.split('.').all(is_topic_token)).then_some(fixed)
 }
 
 /// The generated enum for a wildcard handler: `audit_service` + `on_order_event` →
@@ -1833,69 +1999,70 @@ fn inline_target(ty: &TypeRef) -> Option<((String, String), bool)> {
     }
 }
 
+/// Strongly connected components (Tarjan's algorithm, iterative so that long chains of types
+/// cannot exhaust the stack).
 fn tarjan<K: Ord + Clone>(edges: &BTreeMap<K, Vec<(K, bool)>>) -> Vec<Vec<K>> {
-    struct State<'a, K> {
-        edges: &'a BTreeMap<K, Vec<(K, bool)>>,
-        index: BTreeMap<K, usize>,
-        low: BTreeMap<K, usize>,
-        on_stack: BTreeSet<K>,
-        stack: Vec<K>,
-        next: usize,
-        out: Vec<Vec<K>>,
-    }
-    fn strong<K: Ord + Clone>(s: &mut State<'_, K>, v: &K) {
-        s.index.insert(v.clone(), s.next);
-        s.low.insert(v.clone(), s.next);
-        s.next += 1;
-        s.stack.push(v.clone());
-        s.on_stack.insert(v.clone());
-        let targets: Vec<K> = s
-            .edges
-            .get(v)
-            .map(|e| e.iter().map(|(t, _)| t.clone()).collect())
-            .unwrap_or_default();
-        for w in targets {
-            if !s.index.contains_key(&w) {
-                strong(s, &w);
-                let lw = s.low.get(&w).copied().unwrap_or(usize::MAX);
-                if let Some(lv) = s.low.get_mut(v) {
-                    *lv = (*lv).min(lw);
+    let keys: Vec<&K> = edges.keys().collect();
+    let id: BTreeMap<&K, usize> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+    let succ: Vec<Vec<usize>> = keys
+        .iter()
+        .map(|k| {
+            edges.get(*k).map_or_else(Vec::new, |e| {
+                e.iter().filter_map(|(t, _)| id.get(t).copied()).collect()
+            })
+        })
+        .collect();
+    let n = keys.len();
+    let mut index = vec![usize::MAX; n];
+    let mut low = vec![0usize; n];
+    let mut on_stack = vec![false; n];
+    let mut stack: Vec<usize> = Vec::new();
+    let mut next = 0usize;
+    let mut out: Vec<Vec<K>> = Vec::new();
+    for root in 0..n {
+        if index[root] != usize::MAX {
+            continue;
+        }
+        // (node, position in its successor list)
+        let mut work: Vec<(usize, usize)> = vec![(root, 0)];
+        index[root] = next;
+        low[root] = next;
+        next += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (v, ref mut pos)) = work.last_mut() {
+            if let Some(&w) = succ[v].get(*pos) {
+                *pos += 1;
+                if index[w] == usize::MAX {
+                    index[w] = next;
+                    low[w] = next;
+                    next += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
                 }
-            } else if s.on_stack.contains(&w) {
-                let iw = s.index.get(&w).copied().unwrap_or(usize::MAX);
-                if let Some(lv) = s.low.get_mut(v) {
-                    *lv = (*lv).min(iw);
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                let mut scc = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    scc.push(keys[w].clone());
+                    if w == v {
+                        break;
+                    }
                 }
+                out.push(scc);
             }
         }
-        if s.low.get(v) == s.index.get(v) {
-            let mut scc = Vec::new();
-            while let Some(w) = s.stack.pop() {
-                s.on_stack.remove(&w);
-                let done = &w == v;
-                scc.push(w);
-                if done {
-                    break;
-                }
-            }
-            s.out.push(scc);
-        }
     }
-    let mut s = State {
-        edges,
-        index: BTreeMap::new(),
-        low: BTreeMap::new(),
-        on_stack: BTreeSet::new(),
-        stack: Vec::new(),
-        next: 0,
-        out: Vec::new(),
-    };
-    for v in edges.keys() {
-        if !s.index.contains_key(v) {
-            strong(&mut s, v);
-        }
-    }
-    s.out
+    out
 }
 
 /// Imports before importers; otherwise the order the files were given.

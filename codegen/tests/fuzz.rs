@@ -13,10 +13,7 @@
 //! try other seeds and `NATSGEN_FUZZ_SCALE` (default 1) to multiply the number of inputs. Failing
 //! inputs are written to `$CARGO_TARGET_TMPDIR/fuzz-failures/`.
 //!
-//! Failures that match a bug already reported (see `KNOWN_BUGS`) are counted and printed but do
-//! not fail the run unless `NATSGEN_FUZZ_STRICT=1`; each has a minimal `#[ignore]`d reproduction
-//! below (`cargo test -p natsgen-build --test fuzz -- --ignored`). Remove the entry when the bug is
-//! fixed.
+//! Regression tests below pin the families of problems the fuzzer once found.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -79,50 +76,6 @@ fn scale(n: usize) -> usize {
 // ---------------------------------------------------------------------------------------------
 // The harness
 
-/// A known, reported bug: failures it matches are counted, not fatal (unless strict).
-struct KnownBug {
-    id: &'static str,
-    matches: fn(&str) -> bool,
-}
-
-const KNOWN_BUGS: &[KnownBug] = &[
-    // A service or topic named `self` validates, then renders `trait Self` / variant `Self(..)`.
-    KnownBug {
-        id: "keyword-Self-ident",
-        matches: |m| m.contains("found keyword `Self`"),
-    },
-    // A param named `ctx` (server trait) or `options` (Api trait) repeats a generated parameter.
-    KnownBug {
-        id: "param-named-ctx-or-options",
-        matches: |m| {
-            m.contains("duplicate parameter `ctx`") || m.contains("duplicate parameter `options`")
-        },
-    },
-    // `{Service}{Method}Params` of `a_b.c` and `a.b_c` are the same private struct (likewise the
-    // `{Method}Error{Error}Details` structs).
-    KnownBug {
-        id: "params-struct-clash",
-        matches: |m| m.contains("is defined twice in module `__natsgen`"),
-    },
-    // Topic tokens such as `_`, `-`, `1` or `2x` validate, then give `struct 1`, `fn 1_new`, `fn ()`.
-    KnownBug {
-        id: "topic-not-an-identifier",
-        matches: |m| m.contains("generated code does not parse: expected identifier (line"),
-    },
-    // Generated top-level names are only checked against user types, not against each other: a
-    // service `events` makes `trait Events` next to the publisher `struct Events`.
-    KnownBug {
-        id: "generated-name-clash",
-        matches: |m| m.contains("is defined twice in module `crate`"),
-    },
-    // miette's graphical handler panics on a label past column 65535 (a `{:width$}` overflow), so
-    // `Diagnostics::render` (and `natsgen check`, and `Error`'s Display) panics on such a file.
-    KnownBug {
-        id: "render-wide-column",
-        matches: |m| m.contains("Formatting argument out of range"),
-    },
-];
-
 struct Failure {
     kind: &'static str,
     message: String,
@@ -134,7 +87,6 @@ struct Harness {
     dir: tempfile::TempDir,
     input: PathBuf,
     failures: Vec<Failure>,
-    known: BTreeMap<&'static str, (usize, String)>,
     seen: HashSet<String>,
     checked: usize,
     valid: usize,
@@ -156,7 +108,6 @@ impl Harness {
             dir,
             input,
             failures: Vec::new(),
-            known: BTreeMap::new(),
             seen: HashSet::new(),
             checked: 0,
             valid: 0,
@@ -168,14 +119,6 @@ impl Harness {
     }
 
     fn fail(&mut self, kind: &'static str, message: String, origin: &str, input: &str) {
-        let strict = std::env::var("NATSGEN_FUZZ_STRICT").is_ok_and(|v| v == "1");
-        if !strict {
-            if let Some(bug) = KNOWN_BUGS.iter().find(|b| (b.matches)(&message)) {
-                let entry = self.known.entry(bug.id).or_insert((0, input.to_string()));
-                entry.0 += 1;
-                return;
-            }
-        }
         // One report per distinct problem is plenty.
         let key = format!("{kind}: {}", message.lines().next().unwrap_or(""));
         if self.seen.insert(key) && self.failures.len() < 25 {
@@ -326,14 +269,6 @@ impl Harness {
         );
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-failures");
         let _ = std::fs::create_dir_all(&out);
-        for (id, (count, input)) in &self.known {
-            let path = out.join(format!("{name}-known-{id}.yaml"));
-            let _ = std::fs::write(&path, input);
-            println!(
-                "  known bug {id}: hit {count} times (an input: {})",
-                path.display()
-            );
-        }
         if self.failures.is_empty() {
             return;
         }
@@ -1679,7 +1614,7 @@ fn pathological_inputs_never_panic() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reproductions of the bugs the fuzzer found (reported; un-ignore once fixed).
+// Regressions: minimal reproductions of problems the fuzzer once found.
 
 fn generate_text(text: &str) -> Result<Vec<String>, String> {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1699,16 +1634,14 @@ fn generate_text(text: &str) -> Result<Vec<String>, String> {
 
 /// Validates, then renders `pub trait Self`, which does not parse.
 #[test]
-#[ignore = "known bug: a service named `self` renders `trait Self`"]
-fn known_bug_service_named_self() {
+fn service_named_self_generates() {
     let r = generate_text("natsgen: 1\nservices:\n  self:\n    methods:\n      ping: {}\n");
     assert!(r.is_ok(), "{}", r.err().unwrap_or_default());
 }
 
 /// Validates, then renders the wildcard enum variant `Self(Self_)`, which does not parse.
 #[test]
-#[ignore = "known bug: topic `self` under a wildcard handler renders variant `Self`"]
-fn known_bug_topic_named_self_in_a_wildcard() {
+fn topic_named_self_in_a_wildcard_generates() {
     let r = generate_text("natsgen: 1\nevents:\n  self:\n    fields: {a: string}\nservices:\n  s:\n    handles:\n      \"*\": on_any\n");
     assert!(r.is_ok(), "{}", r.err().unwrap_or_default());
 }
@@ -1716,16 +1649,14 @@ fn known_bug_topic_named_self_in_a_wildcard() {
 /// Validates and parses, but `ctx` repeats the server trait's own parameter and `options` the Api
 /// trait's: the generated code does not compile.
 #[test]
-#[ignore = "known bug: params named `ctx` or `options` clash with generated parameters"]
-fn known_bug_params_named_ctx_and_options() {
+fn params_named_ctx_and_options_generate() {
     let r = generate_text("natsgen: 1\nservices:\n  s:\n    methods:\n      m:\n        params: {ctx: string, options: string}\n");
     assert!(r.is_ok(), "{}", r.err().unwrap_or_default());
 }
 
 /// Validates and parses, but both methods get the private struct `ABCParams`.
 #[test]
-#[ignore = "known bug: `a_b.c` and `a.b_c` both generate `ABCParams`"]
-fn known_bug_params_structs_clash() {
+fn params_structs_never_clash() {
     let r = generate_text("natsgen: 1\nservices:\n  a_b:\n    methods:\n      c: {}\n  a:\n    methods:\n      b_c: {}\n");
     assert!(r.is_ok(), "{}", r.err().unwrap_or_default());
 }
@@ -1734,7 +1665,6 @@ fn known_bug_params_structs_clash() {
 /// thread, a tokio worker) in a debug build, which aborts the process instead of reporting.
 /// Runs in a child process so the abort cannot take the test binary down.
 #[test]
-#[ignore = "known bug: deeply nested YAML overflows a 2 MiB stack"]
 fn deep_yaml_nesting_fits_a_small_stack() {
     if std::env::var_os("NATSGEN_FUZZ_CHILD").is_some() {
         return;
@@ -1781,27 +1711,34 @@ fn deep_yaml_child() {
     handle.join().expect("no panic");
 }
 
-/// Topic tokens made only of `_`/`-`, or starting with a digit, validate but give no identifier:
-/// `pub struct  {`, `pub fn 1_new(`.
+/// Whether generating `text` is rejected by a schema diagnostic with `code` (and not by broken
+/// output or an internal error).
+fn rejected_with(text: &str, code: &str) -> bool {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("repro.yaml");
+    std::fs::write(&path, text).expect("write");
+    match configure().generate(&[&path]) {
+        Err(Error::Schema(d)) => d.0.iter().any(|d| d.code == code),
+        _ => false,
+    }
+}
+
+/// Topic tokens made only of `_`/`-`, or starting with a digit, give no identifier (`pub struct
+/// {`, `pub fn 1_new(`): they are rejected as invalid topics.
 #[test]
-#[ignore = "known bug: topics like `_` or `1.x` validate but render invalid identifiers"]
-fn known_bug_topic_tokens_that_are_not_identifiers() {
+fn topic_tokens_that_are_not_identifiers_are_rejected() {
     for topic in ["_", "-", "1.x", "2x.created"] {
-        let r = generate_text(&format!(
-            "natsgen: 1\nevents:\n  \"{topic}\":\n    fields: {{a: string}}\n"
-        ));
+        let text = format!("natsgen: 1\nevents:\n  \"{topic}\":\n    fields: {{a: string}}\n");
         assert!(
-            r.is_ok(),
-            "topic {topic:?}: {}",
-            r.err().unwrap_or_default()
+            rejected_with(&text, "natsgen::invalid_topic"),
+            "topic {topic:?} was not rejected"
         );
     }
 }
 
-/// Generated names are checked against user types only, not against each other.
+/// Generated public names that would clash are reported; private helper names cannot clash.
 #[test]
-#[ignore = "known bug: generated names of different services/methods can clash"]
-fn known_bug_generated_names_clash_with_each_other() {
+fn generated_names_never_clash() {
     let cases = [
         // trait `Events` next to the publisher `struct Events`
         "natsgen: 1\nevents:\n  e:\n    fields: {a: string}\nservices:\n  events:\n    methods:\n      m: {}\n",
@@ -1814,7 +1751,15 @@ fn known_bug_generated_names_clash_with_each_other() {
         // `AErrorErrorBDetails`: error `ErrorB` of `a` and error `B` of `a_error`
         "natsgen: 1\nservices:\n  s:\n    methods:\n      a: {errors: {ErrorB: {fields: {x: string}}}}\n      a_error: {errors: {B: {fields: {x: string}}}}\n",
     ];
-    for text in cases {
+    // The first four clash in public names and must be diagnosed; the last only ever clashed in
+    // private helper names and must now generate.
+    for text in &cases[..4] {
+        assert!(
+            rejected_with(text, "natsgen::reserved_name"),
+            "no clash reported for:\n{text}"
+        );
+    }
+    for text in &cases[4..] {
         let r = generate_text(text);
         assert!(r.is_ok(), "{text}\n{}", r.err().unwrap_or_default());
     }
@@ -1824,8 +1769,7 @@ fn known_bug_generated_names_clash_with_each_other() {
 /// accepted: two streams would capture one subject, two services would share `svc.rpc.m`, and a
 /// wildcard handler gets the variant `OrdersCreated` twice.
 #[test]
-#[ignore = "known bug: the same topic or service name in two packages is not reported"]
-fn known_bug_same_topic_in_two_packages() {
+fn same_topic_or_service_in_two_packages_is_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("a.yaml"),
@@ -1848,8 +1792,7 @@ fn known_bug_same_topic_in_two_packages() {
 /// miette's graphical handler panics ("Formatting argument out of range") on a label past column
 /// 65535, so `Diagnostics::render`, `natsgen check` and `Error`'s Display panic on such a file.
 #[test]
-#[ignore = "known bug: rendering a diagnostic past column 65535 panics"]
-fn known_bug_render_of_a_very_wide_line() {
+fn render_of_a_very_wide_line_does_not_panic() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("wide.yaml");
     std::fs::write(
