@@ -4,21 +4,34 @@
 //! returns once the service's work-queue stream `ASYNC_<service>` has stored it (PubAck), not when
 //! it is processed. `Nats-Msg-Id` is `<method>:<idempotency key>`; without a key the client makes
 //! one, so its own retry after a lost PubAck is stored once.
+//!
+//! Failures: while disconnected the call fails at once with [`CallError::Disconnected`]; no
+//! PubAck within the call's timeout (the per-call override, else the method's, else
+//! [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT); never past its context's deadline) is
+//! [`CallError::Timeout`]; JetStream not enabled or not ready is
+//! [`CallError::JetStreamUnavailable`]. With a [`CallRetry`] (per call, or the connection's
+//! [`ClientOptions`](crate::ClientOptions)) the call retries JetStream unavailability (and, if
+//! asked, disconnects) within its timeout; every attempt carries the same `Nats-Msg-Id`, so the
+//! call is stored once. The circuit breaker does not apply: async calls go to JetStream, not to
+//! the service.
 
 use std::fmt;
 use std::future::IntoFuture;
 use std::str::FromStr;
+use std::time::Duration;
 
 use async_nats::header::HeaderValue;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
+use tokio::time::Instant;
+use tracing::Instrument;
 
-use crate::client::{CallOptions, ClientCore};
+use crate::client::{CallOptions, ClientCore, DEFAULT_TIMEOUT};
 use crate::headers;
-use crate::service::{BoxFuture, EndpointKind};
+use crate::service::{BoxFuture, EndpointDescriptor, EndpointKind};
 use crate::streams::ensure_async_stream;
-use crate::{CallError, Context, Error, ServiceError};
+use crate::{CallError, CallRetry, Context, Error, ServiceError};
 
 impl ClientCore {
     /// An async call of endpoint `endpoint` with the encoded `params`; awaiting it sends it.
@@ -61,20 +74,28 @@ impl AsyncCall {
         self
     }
 
-    /// Applies a set of options (headers are added; the key, when set, replaces this call's).
+    /// How long to wait for JetStream to confirm it stored the call (default: the method's
+    /// timeout from the schema).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = Some(timeout);
+        self
+    }
+
+    /// Retries this call while JetStream is unavailable (and, with
+    /// [`CallRetry::on_disconnected`], while disconnected), within its timeout.
+    ///
+    /// ```ignore
+    /// notifications.send_email(to, subject, body).retry(CallRetry::until_deadline()).await?;
+    /// ```
+    pub fn retry(mut self, retry: CallRetry) -> Self {
+        self.options.retry = Some(retry);
+        self
+    }
+
+    /// Applies a set of options (headers are added; the timeout, key and retry, when set,
+    /// replace this call's).
     pub fn options(mut self, options: CallOptions) -> Self {
-        let CallOptions {
-            timeout,
-            headers,
-            idempotency_key,
-        } = options;
-        if timeout.is_some() {
-            self.options.timeout = timeout;
-        }
-        self.options.headers.extend(headers);
-        if idempotency_key.is_some() {
-            self.options.idempotency_key = idempotency_key;
-        }
+        self.options.merge(options);
         self
     }
 
@@ -129,10 +150,26 @@ impl AsyncCall {
             )));
         };
         let payload = params.map_err(|error| CallError::Encode(error.to_string()))?;
-        let connection = core.connection();
-        if !connection.is_connected() {
-            return Err(CallError::Disconnected);
+        let mut timeout = options.timeout.unwrap_or(match descriptor.timeout_ms {
+            0 => DEFAULT_TIMEOUT,
+            millis => Duration::from_millis(millis),
+        });
+        if let Some(remaining) = context.as_ref().and_then(Context::remaining) {
+            timeout = timeout.min(remaining);
         }
+        if timeout.is_zero() {
+            return Err(CallError::Timeout {
+                service,
+                method: descriptor.name,
+                after: timeout,
+            });
+        }
+        let retry = options
+            .retry
+            .or_else(|| core.default_retry(descriptor.name))
+            .filter(|retry| retry.max_attempts > 1)
+            .unwrap_or_else(CallRetry::none);
+
         let mut map = HeaderMap::new();
         for (name, value) in &options.headers {
             let name = HeaderName::from_str(name).map_err(|_| {
@@ -161,39 +198,150 @@ impl AsyncCall {
                 );
             }
         }
-        let js = async_nats::jetstream::new(connection.nats().clone());
-        let mut created = false;
+        let span = tracing::debug_span!(
+            "natsgen.async_call",
+            service,
+            method = descriptor.name,
+            call_id = %call_id,
+        );
+        let publish = Publish {
+            core: &core,
+            descriptor,
+            headers: map,
+            payload,
+            timeout,
+        };
+        publish.with_retries(retry).instrument(span).await
+    }
+}
+
+/// The attempts of one async call.
+struct Publish<'a> {
+    core: &'a ClientCore,
+    descriptor: &'static EndpointDescriptor,
+    headers: HeaderMap,
+    payload: Bytes,
+    /// The whole call's timeout.
+    timeout: Duration,
+}
+
+impl Publish<'_> {
+    async fn with_retries(&self, retry: CallRetry) -> Result<(), CallError> {
+        let deadline = Instant::now().checked_add(self.timeout);
+        let remaining = || {
+            deadline.map_or(self.timeout, |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            })
+        };
+        let mut attempt = 1;
         loop {
-            let result = match js
-                .publish_with_headers(descriptor.subject, map.clone(), payload.clone())
-                .await
-            {
-                Ok(ack) => ack.await,
-                Err(e) => Err(e),
+            let attempt_started = Instant::now();
+            let error = match self.once(remaining()).await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
             };
-            match result {
-                Ok(_) => return Ok(()),
-                Err(e) if !created && matches!(e.kind(), PublishErrorKind::StreamNotFound) => {
-                    ensure_async_stream(&js, service)
-                        .await
-                        .map_err(|e| CallError::Nats(e.to_string()))?;
-                    created = true;
-                }
-                Err(_) if !connection.is_connected() => return Err(CallError::Disconnected),
-                Err(e) if matches!(e.kind(), PublishErrorKind::TimedOut) => {
-                    return Err(CallError::Timeout {
-                        service,
-                        method: descriptor.name,
-                        after: std::time::Duration::from_secs(5),
-                    })
-                }
-                Err(e) => {
-                    return Err(CallError::Nats(format!(
-                        "publishing {}: {e}",
-                        descriptor.subject
-                    )))
-                }
+            if !(retry.retries(&error) && retry.allows_another(attempt)) {
+                return Err(error);
             }
+            // An attempt that would likely be cut short by the deadline is not started: the
+            // caller learns more from this error than from a timeout.
+            let delay = retry.delay(attempt);
+            if delay.saturating_add(attempt_started.elapsed()) >= remaining() {
+                tracing::debug!(attempt, %error, "no time left for another attempt");
+                return Err(error);
+            }
+            tracing::debug!(attempt, ?delay, %error, "retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt, waiting at most `wait` for the PubAck (and for creating the stream).
+    async fn once(&self, wait: Duration) -> Result<(), CallError> {
+        let service = self.core.descriptor().name;
+        let method = self.descriptor.name;
+        let connection = self.core.connection();
+        if !connection.is_connected() {
+            return Err(CallError::Disconnected);
+        }
+        let timed_out = || {
+            if connection.is_connected() {
+                CallError::Timeout {
+                    service,
+                    method,
+                    after: self.timeout,
+                }
+            } else {
+                CallError::Disconnected
+            }
+        };
+        let js = connection.async_call_jetstream();
+        let attempt = async {
+            let mut created = false;
+            loop {
+                let result = match js
+                    .publish_with_headers(
+                        self.descriptor.subject,
+                        self.headers.clone(),
+                        self.payload.clone(),
+                    )
+                    .await
+                {
+                    Ok(ack) => ack.await,
+                    Err(e) => Err(e),
+                };
+                let error = match result {
+                    Ok(_) => return Ok(()),
+                    Err(error) => error,
+                };
+                return Err(match error.kind() {
+                    // No stream captures the subject yet: create it, once.
+                    PublishErrorKind::StreamNotFound if !created => {
+                        ensure_async_stream(js, service).await.map_err(|e| {
+                            if connection.is_connected() {
+                                CallError::JetStreamUnavailable {
+                                    service,
+                                    method,
+                                    reason: e.to_string(),
+                                }
+                            } else {
+                                CallError::Disconnected
+                            }
+                        })?;
+                        created = true;
+                        continue;
+                    }
+                    _ if !connection.is_connected() => CallError::Disconnected,
+                    PublishErrorKind::TimedOut => timed_out(),
+                    PublishErrorKind::StreamNotFound => CallError::JetStreamUnavailable {
+                        service,
+                        method,
+                        reason: format!(
+                            "no stream stores {} although {} was created; was it changed or \
+                             deleted?",
+                            self.descriptor.subject,
+                            crate::streams::async_stream_name(service)
+                        ),
+                    },
+                    PublishErrorKind::MaxPayloadExceeded => CallError::Encode(format!(
+                        "the call is larger than the server's max_payload: {error}"
+                    )),
+                    // JetStream answered with an error: 503 when it is not ready (no meta
+                    // leader, no quorum), or it has no room.
+                    PublishErrorKind::Other => CallError::JetStreamUnavailable {
+                        service,
+                        method,
+                        reason: error.to_string(),
+                    },
+                    _ => {
+                        CallError::Nats(format!("publishing {}: {error}", self.descriptor.subject))
+                    }
+                });
+            }
+        };
+        match tokio::time::timeout(wait, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(timed_out()),
         }
     }
 }

@@ -1,10 +1,16 @@
 //! Calling services: per-call [`CallOptions`], and the machinery generated clients are built on
 //! ([`ClientCore`], [`RpcCall`]).
+//!
+//! An RPC call waits at most its timeout: the per-call override, else the method's schema
+//! timeout, else [`DEFAULT_TIMEOUT`], and never past the deadline of the [`Context`] it is made
+//! in. Within that time it retries only when asked to ([`CallRetry`]), and it passes the target
+//! service's circuit breaker first; see [`crate::resilience`].
 
 use std::fmt;
 use std::future::IntoFuture;
 use std::marker::PhantomData;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::client::RequestErrorKind;
@@ -12,17 +18,19 @@ use async_nats::header::HeaderValue;
 use async_nats::{HeaderMap, HeaderName, Message, StatusCode};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::headers::{self, TraceParent};
 use crate::json::Reply;
+use crate::resilience::{CircuitBreaker, Permit};
 use crate::service::{BoxFuture, EndpointDescriptor, MethodError, ServiceDescriptor};
-use crate::{CallError, Connection, Context, Error, ServiceError};
+use crate::{CallError, CallRetry, ClientOptions, Connection, Context, Error, ServiceError};
 
 /// The timeout of a call whose descriptor has none (`timeout_ms: 0`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Per-call options: timeout, extra headers and (for async calls) an idempotency key.
+/// Per-call options: timeout, retries, extra headers and (for async calls) an idempotency key.
 ///
 /// Generated clients take them through their builders (`client.method(..).timeout(d)`) and, in
 /// the mockable client trait, as a value.
@@ -31,6 +39,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// # use std::time::Duration;
 /// let options = natsgen::CallOptions::new()
 ///     .timeout(Duration::from_secs(2))
+///     .retry(natsgen::CallRetry::new())
 ///     .header("X-Tenant", "acme");
 /// assert_eq!(options.timeout, Some(Duration::from_secs(2)));
 /// ```
@@ -43,6 +52,9 @@ pub struct CallOptions {
     pub headers: Vec<(String, String)>,
     /// Async calls: the key that makes a retried call count once. Ignored by RPC calls.
     pub idempotency_key: Option<String>,
+    /// How this call retries; `None` keeps the connection's default for the method (see
+    /// [`ClientOptions`]), [`CallRetry::none`] turns retries off.
+    pub retry: Option<CallRetry>,
 }
 
 impl CallOptions {
@@ -69,21 +81,88 @@ impl CallOptions {
         self.idempotency_key = Some(key.into());
         self
     }
+
+    /// Retries this call this way (see [`CallRetry`]), whatever the client's default.
+    pub fn retry(mut self, retry: CallRetry) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// Merges `other` into these options: its timeout, key and retry (when set) replace these,
+    /// its headers are added.
+    pub(crate) fn merge(&mut self, other: CallOptions) {
+        let CallOptions {
+            timeout,
+            headers,
+            idempotency_key,
+            retry,
+        } = other;
+        if timeout.is_some() {
+            self.timeout = timeout;
+        }
+        self.headers.extend(headers);
+        if idempotency_key.is_some() {
+            self.idempotency_key = idempotency_key;
+        }
+        if retry.is_some() {
+            self.retry = retry;
+        }
+    }
 }
 
-/// What a generated client holds: the connection and the service's descriptor.
+/// What a generated client holds: the connection, the service's descriptor and the service's
+/// circuit breaker on that connection.
 #[derive(Debug, Clone)]
 pub struct ClientCore {
     connection: Connection,
     descriptor: &'static ServiceDescriptor,
+    breaker: Option<Arc<CircuitBreaker>>,
 }
 
 impl ClientCore {
-    /// A client core for one service.
+    /// A client core for one service. Its defaults (e.g. retries) are the connection's
+    /// [`ClientOptions`]; its circuit breaker is the one the connection keeps for the service.
     pub fn new(connection: &Connection, descriptor: &'static ServiceDescriptor) -> Self {
         ClientCore {
             connection: connection.clone(),
+            breaker: connection.circuit_breaker(descriptor.name),
             descriptor,
+        }
+    }
+
+    /// The same client with other defaults than its connection's (the circuit breaker stays
+    /// shared).
+    ///
+    /// ```ignore
+    /// let core = ClientCore::new(&nats, &DESCRIPTOR).with_options(ClientOptions::new().retry(CallRetry::new()));
+    /// ```
+    pub fn with_options(mut self, options: ClientOptions) -> Self {
+        self.connection = self.connection.with_client_options(options);
+        self
+    }
+
+    /// The same client, retrying every method this way by default.
+    pub fn with_retry(self, retry: CallRetry) -> Self {
+        self.with_options(ClientOptions::new().retry(retry))
+    }
+
+    /// The retry policy of a call of `method` that sets none itself.
+    pub(crate) fn default_retry(&self, method: &str) -> Option<CallRetry> {
+        self.connection
+            .client_options()
+            .retry_policy(self.descriptor.name, method)
+    }
+
+    /// Leave to send a call through the service's circuit breaker, or the error to fail with.
+    pub(crate) fn permit<E>(&self) -> Result<Permit<'_>, CallError<E>> {
+        match &self.breaker {
+            None => Ok(Permit::unguarded()),
+            Some(breaker) => breaker
+                .try_acquire()
+                .map_err(|retry_after| CallError::CircuitOpen {
+                    service: self.descriptor.name,
+                    retry_after,
+                }),
         }
     }
 
@@ -142,21 +221,21 @@ impl<R, E> RpcCall<R, E> {
         self
     }
 
-    /// Applies a set of options: its timeout (if set) replaces this call's, its headers are
-    /// added.
+    /// Retries this call on no responders and `busy` (see [`CallRetry`]) within its timeout,
+    /// whatever the client's default; [`CallRetry::none`] turns a default off.
+    ///
+    /// ```ignore
+    /// let order = orders.create_order(user, items).retry(CallRetry::new()).await?;
+    /// ```
+    pub fn retry(mut self, retry: CallRetry) -> Self {
+        self.options.retry = Some(retry);
+        self
+    }
+
+    /// Applies a set of options: its timeout and retry (if set) replace this call's, its headers
+    /// are added.
     pub fn options(mut self, options: CallOptions) -> Self {
-        let CallOptions {
-            timeout,
-            headers,
-            idempotency_key,
-        } = options;
-        if timeout.is_some() {
-            self.options.timeout = timeout;
-        }
-        self.options.headers.extend(headers);
-        if idempotency_key.is_some() {
-            self.options.idempotency_key = idempotency_key;
-        }
+        self.options.merge(options);
         self
     }
 
@@ -220,11 +299,6 @@ where
         };
         let payload = params.map_err(|error| CallError::Encode(error.to_string()))?;
 
-        let client = core.connection.nats();
-        if !core.connection.is_connected() {
-            return Err(CallError::Disconnected);
-        }
-
         let mut timeout = options.timeout.unwrap_or(match descriptor.timeout_ms {
             0 => DEFAULT_TIMEOUT,
             millis => Duration::from_millis(millis),
@@ -239,6 +313,10 @@ where
                 after: timeout,
             });
         }
+        let retry = options
+            .retry
+            .or_else(|| core.default_retry(descriptor.name))
+            .filter(|retry| retry.max_attempts > 1);
 
         let call_id = crate::ids::new_call_id();
         let headers = request_headers(&options, context.as_ref(), &call_id, timeout)?;
@@ -248,34 +326,128 @@ where
             method = descriptor.name,
             call_id = %call_id,
         );
+        let call = Attempts {
+            core: &core,
+            descriptor,
+            timeout,
+        };
+        let result = match retry {
+            None => call.once(headers, payload, timeout).instrument(span).await,
+            Some(retry) => {
+                call.with_retries(retry, headers, payload)
+                    .instrument(span)
+                    .await
+            }
+        };
+        result.map_err(|error| error.map_service(E::from_service_error))
+    }
+}
+
+/// The attempts of one RPC call. Errors are untyped until the call ends, so retries and the
+/// circuit breaker can see the codes.
+struct Attempts<'a> {
+    core: &'a ClientCore,
+    descriptor: &'static EndpointDescriptor,
+    /// The whole call's timeout, reported by a [`CallError::Timeout`].
+    timeout: Duration,
+}
+
+impl Attempts<'_> {
+    async fn with_retries<R: DeserializeOwned>(
+        &self,
+        retry: CallRetry,
+        mut headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<R, CallError> {
+        let started = Instant::now();
+        let deadline = started.checked_add(self.timeout);
+        let remaining = || {
+            deadline.map_or(self.timeout, |d| {
+                d.saturating_duration_since(Instant::now())
+            })
+        };
+        let mut attempt = 1;
+        loop {
+            let wait = remaining();
+            if attempt > 1 {
+                headers.insert(headers::DEADLINE_MS_NAME, HeaderValue::from(millis(wait)));
+            }
+            let attempt_started = Instant::now();
+            let error = match self.once(headers.clone(), payload.clone(), wait).await {
+                Ok(result) => return Ok(result),
+                Err(error) => error,
+            };
+            if !(retry.retries(&error) && retry.allows_another(attempt)) {
+                return Err(error);
+            }
+            // An attempt that would likely be cut short by the deadline is not started: the
+            // caller learns more from this error than from a timeout.
+            let delay = retry.delay(attempt);
+            if delay.saturating_add(attempt_started.elapsed()) >= remaining() {
+                tracing::debug!(attempt, %error, "no time left for another attempt");
+                return Err(error);
+            }
+            tracing::debug!(attempt, ?delay, %error, "retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt, waiting at most `wait`.
+    async fn once<R: DeserializeOwned>(
+        &self,
+        headers: HeaderMap,
+        payload: Bytes,
+        wait: Duration,
+    ) -> Result<R, CallError> {
+        let service = self.core.descriptor.name;
+        let method = self.descriptor.name;
+        let connection = &self.core.connection;
+        if !connection.is_connected() {
+            return Err(CallError::Disconnected);
+        }
+        if wait.is_zero() {
+            return Err(CallError::Timeout {
+                service,
+                method,
+                after: self.timeout,
+            });
+        }
+        let permit = self.core.permit()?;
         let request = async_nats::Request::new()
             .headers(headers)
             .payload(payload)
-            .timeout(Some(timeout));
-        let result = client
-            .send_request(descriptor.subject, request)
-            .instrument(span)
-            .await;
-        match result {
-            Ok(message) => decode_reply(descriptor, service, message),
+            .timeout(Some(wait));
+        let result = match connection
+            .nats()
+            .send_request(self.descriptor.subject, request)
+            .await
+        {
+            Ok(message) => decode_reply(self.descriptor, service, message),
             Err(error) => Err(match error.kind() {
-                RequestErrorKind::NoResponders => CallError::ServiceUnavailable {
-                    service,
-                    method: descriptor.name,
-                },
-                _ if !core.connection.is_connected() => CallError::Disconnected,
+                RequestErrorKind::NoResponders => CallError::ServiceUnavailable { service, method },
+                _ if !connection.is_connected() => CallError::Disconnected,
                 RequestErrorKind::TimedOut => CallError::Timeout {
                     service,
-                    method: descriptor.name,
-                    after: timeout,
+                    method,
+                    after: self.timeout,
                 },
                 RequestErrorKind::MaxPayloadExceeded => CallError::Encode(format!(
                     "the request is larger than the server's max_payload: {error}"
                 )),
                 _ => CallError::Nats(error.to_string()),
             }),
-        }
+        };
+        permit.finish(&result);
+        result
     }
+}
+
+/// A timeout in whole milliseconds for the deadline header (at least 1).
+fn millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 fn request_headers<E>(
@@ -297,10 +469,10 @@ fn request_headers<E>(
     }
     // A call id is a UUID: no line breaks, so `HeaderValue::from` cannot panic.
     headers.insert(headers::CALL_ID_NAME, HeaderValue::from(call_id));
-    let millis = u64::try_from(timeout.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    headers.insert(headers::DEADLINE_MS_NAME, HeaderValue::from(millis));
+    headers.insert(
+        headers::DEADLINE_MS_NAME,
+        HeaderValue::from(millis(timeout)),
+    );
     let trace = match context {
         Some(context) => {
             // Ids and chains from the wire were validated when the context was built.
@@ -316,14 +488,13 @@ fn request_headers<E>(
     Ok(headers)
 }
 
-fn decode_reply<R, E>(
+fn decode_reply<R>(
     endpoint: &'static EndpointDescriptor,
     service: &'static str,
     message: Message,
-) -> Result<R, CallError<E>>
+) -> Result<R, CallError>
 where
     R: DeserializeOwned,
-    E: MethodError,
 {
     if let Some(status) = message.status {
         if status != StatusCode::OK {
@@ -340,15 +511,11 @@ where
         .and_then(|headers| headers::get(headers, &headers::SERVICE_ERROR_CODE_NAME))
         .map(|code| code.trim().parse::<u16>().unwrap_or(500));
     if let Some(code) = error_code {
-        return Err(CallError::Service(E::from_service_error(error_reply(
-            code, &message,
-        ))));
+        return Err(CallError::Service(error_reply(code, &message)));
     }
     match serde_json::from_slice::<Reply<R>>(&message.payload) {
         Ok(Reply::Result(result)) => Ok(result),
-        Ok(Reply::Error(error)) => Err(CallError::Service(E::from_service_error(
-            error.into_service_error(None),
-        ))),
+        Ok(Reply::Error(error)) => Err(CallError::Service(error.into_service_error(None))),
         Ok(Reply::Other(keys)) => Err(CallError::Protocol(unexpected_reply(
             service, endpoint, &keys,
         ))),

@@ -1,22 +1,39 @@
 //! Connecting to NATS: [`connect`], [`ConnectOptions`] and the [`Connection`] handle.
+//!
+//! # Reconnecting
+//!
+//! The connection reconnects by itself, forever, after a server restart or failover (to any URL
+//! given or learned from the cluster); subscriptions — a [`Host`](crate::Host)'s included — are
+//! restored on the new connection without the user's code doing anything. While it is down, a
+//! call fails at once with [`CallError::Disconnected`](crate::CallError::Disconnected) (or, with
+//! [`CallRetry::on_disconnected`](crate::CallRetry::on_disconnected), retries until its timeout);
+//! a call whose reply was lost to the outage fails within its timeout. Nothing waits forever.
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_nats::connection::State;
+use async_nats::jetstream;
 use async_nats::ServerAddr;
 
-use crate::Error;
+use crate::resilience::{BreakerRegistry, CircuitBreaker, CircuitBreakerConfig, CircuitState};
+use crate::{ClientOptions, Error};
 
 /// The oldest nats-server natsgen works with (major, minor).
 pub const MIN_SERVER_VERSION: (u64, u64) = (2, 10);
 
+/// How long the shared JetStream context of async calls waits by itself; each call bounds its
+/// own wait by its timeout, so this only has to be longer than any of them.
+const JETSTREAM_CONTEXT_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// A connection to NATS, shared by clients, hosts and contexts. Cheap to clone.
 ///
 /// It wraps an [`async_nats::Client`], which reconnects by itself after a server restart or
-/// failover; [`Connection::nats`] gives access to it for anything natsgen does not cover.
+/// failover; [`Connection::nats`] gives access to it for anything natsgen does not cover. It also
+/// holds the circuit breakers of the services called through it (see [`crate::resilience`]) and
+/// the [`ClientOptions`] its clients start from.
 #[derive(Clone)]
 pub struct Connection {
     inner: Arc<Inner>,
@@ -24,14 +41,101 @@ pub struct Connection {
 
 struct Inner {
     client: async_nats::Client,
+    /// Shared by every handle made with [`Connection::with_client_options`].
+    shared: Arc<Shared>,
+    client_options: ClientOptions,
+}
+
+struct Shared {
+    breakers: BreakerRegistry,
+    jetstream: OnceLock<jetstream::Context>,
 }
 
 impl Connection {
     /// Wraps a client connected by other means, checking its server's version like [`connect`].
+    /// It gets the default circuit breaker and no client defaults.
     pub fn from_nats(client: async_nats::Client) -> Result<Self, Error> {
+        Self::from_parts(
+            client,
+            CircuitBreakerConfig::default(),
+            ClientOptions::default(),
+        )
+    }
+
+    fn from_parts(
+        client: async_nats::Client,
+        circuit_breaker: CircuitBreakerConfig,
+        client_options: ClientOptions,
+    ) -> Result<Self, Error> {
         check_server_version(&client)?;
         Ok(Connection {
-            inner: Arc::new(Inner { client }),
+            inner: Arc::new(Inner {
+                client,
+                shared: Arc::new(Shared {
+                    breakers: BreakerRegistry::new(circuit_breaker),
+                    jetstream: OnceLock::new(),
+                }),
+                client_options,
+            }),
+        })
+    }
+
+    /// A handle on the same NATS connection (and the same circuit breakers) whose clients start
+    /// from `options`, e.g. retry by default. Clients made on `self` keep theirs.
+    ///
+    /// ```no_run
+    /// # fn f(nats: natsgen::Connection) {
+    /// use natsgen::{CallRetry, ClientOptions};
+    ///
+    /// let patient = nats.with_client_options(ClientOptions::new().retry(CallRetry::new()));
+    /// // let orders = shop::OrderServiceClient::new(&patient); // its calls retry
+    /// # }
+    /// ```
+    pub fn with_client_options(&self, options: ClientOptions) -> Connection {
+        Connection {
+            inner: Arc::new(Inner {
+                client: self.inner.client.clone(),
+                shared: Arc::clone(&self.inner.shared),
+                client_options: options,
+            }),
+        }
+    }
+
+    /// The defaults clients made on this handle start from.
+    pub fn client_options(&self) -> &ClientOptions {
+        &self.inner.client_options
+    }
+
+    /// The circuit breaker settings of this connection.
+    pub fn circuit_breaker_config(&self) -> &CircuitBreakerConfig {
+        self.inner.shared.breakers.config()
+    }
+
+    /// The state of the circuit breaker of `service` ([`CircuitState::Closed`] for a service
+    /// not called yet, and when breakers are turned off).
+    ///
+    /// ```no_run
+    /// # fn f(nats: natsgen::Connection) {
+    /// if nats.circuit_state("order_service") != natsgen::CircuitState::Closed {
+    ///     eprintln!("order_service is failing; calls are held back");
+    /// }
+    /// # }
+    /// ```
+    pub fn circuit_state(&self, service: &str) -> CircuitState {
+        self.inner.shared.breakers.state(service)
+    }
+
+    /// The breaker of `service`, created on first use; `None` when breakers are off.
+    pub(crate) fn circuit_breaker(&self, service: &'static str) -> Option<Arc<CircuitBreaker>> {
+        self.inner.shared.breakers.breaker(service)
+    }
+
+    /// The JetStream context async calls publish through, made on first use (it runs a task).
+    pub(crate) fn async_call_jetstream(&self) -> &jetstream::Context {
+        self.inner.shared.jetstream.get_or_init(|| {
+            let mut context = jetstream::new(self.inner.client.clone());
+            context.set_timeout(JETSTREAM_CONTEXT_TIMEOUT);
+            context
         })
     }
 
@@ -69,10 +173,14 @@ impl Connection {
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection")
+        let mut debug = f.debug_struct("Connection");
+        debug
             .field("state", &self.inner.client.connection_state())
-            .field("server_version", &self.server_version())
-            .finish()
+            .field("server_version", &self.server_version());
+        if !self.inner.client_options.is_empty() {
+            debug.field("client_options", &self.inner.client_options);
+        }
+        debug.finish()
     }
 }
 
@@ -156,12 +264,42 @@ pub async fn connect(urls: impl ServerUrls) -> Result<Connection, Error> {
 pub struct ConnectOptions {
     options: async_nats::ConnectOptions,
     credentials_file: Option<PathBuf>,
+    circuit_breaker: CircuitBreakerConfig,
+    client_options: ClientOptions,
 }
 
 impl ConnectOptions {
-    /// Default options: no authentication, reconnect forever.
+    /// Default options: no authentication, reconnect forever, the default circuit breaker
+    /// ([`CircuitBreakerConfig::new`]), no retries unless a call asks.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The circuit breaker of every service called over this connection (see
+    /// [`crate::resilience`]); [`CircuitBreakerConfig::disabled`] turns breakers off.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let options = natsgen::ConnectOptions::new().circuit_breaker(
+    ///     natsgen::CircuitBreakerConfig::new().failure_threshold(10).open_for(Duration::from_secs(1)),
+    /// );
+    /// ```
+    pub fn circuit_breaker(mut self, config: CircuitBreakerConfig) -> Self {
+        self.circuit_breaker = config;
+        self
+    }
+
+    /// The defaults of the clients made on this connection, e.g. which calls retry (see
+    /// [`ClientOptions`]). [`Connection::with_client_options`] makes handles with others.
+    ///
+    /// ```
+    /// use natsgen::{CallRetry, ClientOptions};
+    /// let options = natsgen::ConnectOptions::new()
+    ///     .client_options(ClientOptions::new().retry_for("order_service", CallRetry::new()));
+    /// ```
+    pub fn client_options(mut self, options: ClientOptions) -> Self {
+        self.client_options = options;
+        self
     }
 
     /// The client name the server shows (e.g. in `nats server report connections`).
@@ -268,7 +406,7 @@ impl ConnectOptions {
                 urls: urls.join(","),
                 source,
             })?;
-        Connection::from_nats(client)
+        Connection::from_parts(client, self.circuit_breaker, self.client_options)
     }
 }
 

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::HeaderMap;
 use tokio::time::Instant;
 
@@ -30,6 +31,11 @@ struct Inner {
     connection: Connection,
     trace: TraceParent,
     subject: async_nats::Subject,
+    /// Async calls and durable events: the delivery count of the message; 1 otherwise.
+    attempt: u32,
+    /// Async calls and events: the message's headers (kept for [`Context::message_id`] and for
+    /// dead-lettering; moved in, never copied). `None` for RPC and root contexts.
+    headers: Option<HeaderMap>,
 }
 
 impl Context {
@@ -47,6 +53,8 @@ impl Context {
                 connection: connection.clone(),
                 trace: TraceParent::new_root(),
                 subject: async_nats::Subject::from_static(""),
+                attempt: 1,
+                headers: None,
             }),
         }
     }
@@ -62,74 +70,49 @@ impl Context {
         received: Instant,
         default_timeout: Option<Duration>,
     ) -> Self {
-        let mut call_id = None;
-        let mut caller_chain = Vec::new();
-        let mut timeout = default_timeout;
-        let mut trace = None;
-
-        if let Some(headers) = headers {
-            if let Some(value) = headers::get(headers, &headers::CALL_ID_NAME) {
-                if headers::is_valid_call_id(value) {
-                    call_id = Some(value.to_owned());
-                } else {
-                    tracing::warn!(
-                        service,
-                        method,
-                        header = headers::CALL_ID,
-                        value = %truncated(value),
-                        "ignoring an invalid call id header"
-                    );
-                }
-            }
-            if let Some(value) = headers::get(headers, &headers::CALLER_CHAIN_NAME) {
-                caller_chain = parse_chain(value).unwrap_or_else(|| {
-                    tracing::warn!(
-                        service,
-                        method,
-                        header = headers::CALLER_CHAIN,
-                        value = %truncated(value),
-                        "ignoring an invalid caller chain header"
-                    );
-                    Vec::new()
-                });
-            }
-            if let Some(value) = headers::get(headers, &headers::DEADLINE_MS_NAME) {
-                match value.trim().parse::<u64>() {
-                    Ok(millis) => timeout = Some(Duration::from_millis(millis)),
-                    Err(_) => tracing::warn!(
-                        service,
-                        method,
-                        header = headers::DEADLINE_MS,
-                        value = %truncated(value),
-                        "ignoring an invalid deadline header"
-                    ),
-                }
-            }
-            if let Some(value) = headers::get(headers, &headers::TRACEPARENT_NAME) {
-                match TraceParent::parse(value.trim()) {
-                    Some(parent) => trace = Some(parent.child()),
-                    None => tracing::warn!(
-                        service,
-                        method,
-                        header = headers::TRACEPARENT,
-                        value = %truncated(value),
-                        "ignoring an invalid traceparent header"
-                    ),
-                }
-            }
-        }
-
+        let parsed = ParsedHeaders::parse(headers, service, method, true);
+        let timeout = parsed.timeout.or(default_timeout);
         Context {
             inner: Arc::new(Inner {
-                call_id: call_id.unwrap_or_else(crate::ids::new_call_id),
-                caller_chain,
+                call_id: parsed.call_id.unwrap_or_else(crate::ids::new_call_id),
+                caller_chain: parsed.caller_chain,
                 // A deadline too far away to represent is no deadline.
                 deadline: timeout.and_then(|timeout| received.checked_add(timeout)),
                 service,
                 method,
                 connection: connection.clone(),
-                trace: trace.unwrap_or_else(TraceParent::new_root),
+                trace: parsed.trace.unwrap_or_else(TraceParent::new_root),
                 subject,
+                attempt: 1,
+                headers: None,
+            }),
+        }
+    }
+
+    /// Builds the context of an async call or an event from its message: like a request, but
+    /// without a deadline (async calls and events have none; a deadline header is ignored), with
+    /// the delivery count as the attempt number, and keeping the headers.
+    pub(crate) fn from_message(
+        connection: &Connection,
+        service: &'static str,
+        method: &'static str,
+        subject: async_nats::Subject,
+        headers: Option<HeaderMap>,
+        attempt: u32,
+    ) -> Self {
+        let parsed = ParsedHeaders::parse(headers.as_ref(), service, method, false);
+        Context {
+            inner: Arc::new(Inner {
+                call_id: parsed.call_id.unwrap_or_else(crate::ids::new_call_id),
+                caller_chain: parsed.caller_chain,
+                deadline: None,
+                service,
+                method,
+                connection: connection.clone(),
+                trace: parsed.trace.unwrap_or_else(TraceParent::new_root),
+                subject,
+                attempt: attempt.max(1),
+                headers,
             }),
         }
     }
@@ -138,6 +121,29 @@ impl Context {
     /// tells a wildcard handler which event it got). Empty for a root context.
     pub fn subject(&self) -> &str {
         self.inner.subject.as_str()
+    }
+
+    /// Which delivery of the message this is: 1 for the first attempt of an async call or a
+    /// durable event, 2 for the first retry, and so on (JetStream's delivery count, so a delivery
+    /// whose worker crashed counts too). Always 1 for RPC calls and best-effort events.
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// The message's `Nats-Msg-Id`: `<method>:<idempotency key>` for an async call sent by a
+    /// natsgen client, the event id for an event. `None` for RPC calls, root contexts and
+    /// messages published without one (e.g. a plain core NATS publish).
+    pub fn message_id(&self) -> Option<&str> {
+        self.inner
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(NATS_MESSAGE_ID))
+            .map(|value| value.as_str())
+    }
+
+    /// The headers of the async call or event being handled.
+    pub(crate) fn message_headers(&self) -> Option<&HeaderMap> {
+        self.inner.headers.as_ref()
     }
 
     /// The event publisher of a package, e.g. `ctx.emit::<ecommerce::Events>().orders_created(&o)`.
@@ -223,6 +229,8 @@ impl Context {
                 connection: inner.connection.clone(),
                 trace: inner.trace,
                 subject: inner.subject.clone(),
+                attempt: inner.attempt,
+                headers: inner.headers.clone(),
             }),
         }
     }
@@ -249,8 +257,91 @@ impl fmt::Debug for Context {
             .field("remaining", &self.remaining())
             .field("service", &self.inner.service)
             .field("method", &self.inner.method)
+            .field("attempt", &self.inner.attempt)
+            .field("message_id", &self.message_id())
             .field("trace_parent", &self.inner.trace.to_string())
             .finish()
+    }
+}
+
+/// natsgen's headers of an incoming message, each `None` (or empty) when absent or garbage.
+struct ParsedHeaders {
+    call_id: Option<String>,
+    caller_chain: Vec<String>,
+    timeout: Option<Duration>,
+    trace: Option<TraceParent>,
+}
+
+impl ParsedHeaders {
+    /// Reads the headers, warning about (and ignoring) garbage. `with_deadline: false` skips the
+    /// deadline header (async calls and events have no deadline).
+    fn parse(
+        headers: Option<&HeaderMap>,
+        service: &'static str,
+        method: &'static str,
+        with_deadline: bool,
+    ) -> Self {
+        let mut parsed = ParsedHeaders {
+            call_id: None,
+            caller_chain: Vec::new(),
+            timeout: None,
+            trace: None,
+        };
+        let Some(headers) = headers else {
+            return parsed;
+        };
+        if let Some(value) = headers::get(headers, &headers::CALL_ID_NAME) {
+            if headers::is_valid_call_id(value) {
+                parsed.call_id = Some(value.to_owned());
+            } else {
+                tracing::warn!(
+                    service,
+                    method,
+                    header = headers::CALL_ID,
+                    value = %truncated(value),
+                    "ignoring an invalid call id header"
+                );
+            }
+        }
+        if let Some(value) = headers::get(headers, &headers::CALLER_CHAIN_NAME) {
+            parsed.caller_chain = parse_chain(value).unwrap_or_else(|| {
+                tracing::warn!(
+                    service,
+                    method,
+                    header = headers::CALLER_CHAIN,
+                    value = %truncated(value),
+                    "ignoring an invalid caller chain header"
+                );
+                Vec::new()
+            });
+        }
+        if with_deadline {
+            if let Some(value) = headers::get(headers, &headers::DEADLINE_MS_NAME) {
+                match value.trim().parse::<u64>() {
+                    Ok(millis) => parsed.timeout = Some(Duration::from_millis(millis)),
+                    Err(_) => tracing::warn!(
+                        service,
+                        method,
+                        header = headers::DEADLINE_MS,
+                        value = %truncated(value),
+                        "ignoring an invalid deadline header"
+                    ),
+                }
+            }
+        }
+        if let Some(value) = headers::get(headers, &headers::TRACEPARENT_NAME) {
+            match TraceParent::parse(value.trim()) {
+                Some(parent) => parsed.trace = Some(parent.child()),
+                None => tracing::warn!(
+                    service,
+                    method,
+                    header = headers::TRACEPARENT,
+                    value = %truncated(value),
+                    "ignoring an invalid traceparent header"
+                ),
+            }
+        }
+        parsed
     }
 }
 

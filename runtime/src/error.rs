@@ -185,6 +185,24 @@ pub enum CallError<E = ServiceError> {
     },
     /// The connection to NATS is down, so the call was not sent (or its reply was lost).
     Disconnected,
+    /// The circuit breaker of the service is open after repeated failures, so the call was not
+    /// sent (see [`crate::resilience`]).
+    CircuitOpen {
+        /// The called service.
+        service: &'static str,
+        /// When the breaker may let a call through again (a hint).
+        retry_after: Duration,
+    },
+    /// JetStream could not store an async call: it is not enabled, not ready, or the service's
+    /// stream cannot be created.
+    JetStreamUnavailable {
+        /// The called service.
+        service: &'static str,
+        /// The called method.
+        method: &'static str,
+        /// What JetStream or the client reported.
+        reason: String,
+    },
     /// The reply is neither `{"result": ...}` nor an error reply.
     Protocol(String),
     /// The request could not be encoded (or is too large to send).
@@ -202,13 +220,16 @@ impl<E> CallError<E> {
         }
     }
 
-    /// True for failures a retry may fix: timeouts, no responders, disconnects.
+    /// True for failures a later retry may fix: timeouts, no responders, disconnects, an open
+    /// circuit breaker, JetStream unavailable.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
             CallError::Timeout { .. }
                 | CallError::ServiceUnavailable { .. }
                 | CallError::Disconnected
+                | CallError::CircuitOpen { .. }
+                | CallError::JetStreamUnavailable { .. }
         )
     }
 
@@ -232,6 +253,22 @@ impl<E> CallError<E> {
                 CallError::ServiceUnavailable { service, method }
             }
             CallError::Disconnected => CallError::Disconnected,
+            CallError::CircuitOpen {
+                service,
+                retry_after,
+            } => CallError::CircuitOpen {
+                service,
+                retry_after,
+            },
+            CallError::JetStreamUnavailable {
+                service,
+                method,
+                reason,
+            } => CallError::JetStreamUnavailable {
+                service,
+                method,
+                reason,
+            },
             CallError::Protocol(message) => CallError::Protocol(message),
             CallError::Encode(message) => CallError::Encode(message),
             CallError::Nats(message) => CallError::Nats(message),
@@ -262,6 +299,24 @@ impl<E: fmt::Display> fmt::Display for CallError<E> {
                 "not connected to NATS, the call was not sent: check the server is running and \
                  reachable; the client reconnects by itself"
             ),
+            CallError::CircuitOpen {
+                service,
+                retry_after,
+            } => write!(
+                f,
+                "circuit breaker for {service} is open after repeated failures (timeouts or \
+                 busy replies), so the call was not sent; retry in {retry_after:?}, by when one \
+                 probe call may test whether the service recovered"
+            ),
+            CallError::JetStreamUnavailable {
+                service,
+                method,
+                reason,
+            } => write!(
+                f,
+                "JetStream could not store the async call {service}.{method}: {reason}; check \
+                 that nats-server runs with JetStream enabled (`-js`) and is ready"
+            ),
             CallError::Protocol(message) => write!(f, "unexpected reply: {message}"),
             CallError::Encode(message) => write!(f, "failed to encode the request: {message}"),
             CallError::Nats(message) => write!(f, "NATS client error: {message}"),
@@ -287,10 +342,7 @@ pub enum Error {
     #[error("no NATS server URL given; pass one, e.g. nats://127.0.0.1:4222")]
     NoUrl,
     /// The connection could not be established.
-    #[error(
-        "failed to connect to NATS at {urls}: {source}; check that nats-server runs there and \
-         that the credentials are right"
-    )]
+    #[error("failed to connect to NATS at {urls}: {source}; {}", connect_hint(.source))]
     Connect {
         /// The URLs tried.
         urls: String,
@@ -363,6 +415,20 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Creating or updating a JetStream consumer failed.
+    #[error(
+        "failed to set up JetStream consumer {consumer} on stream {stream}: {reason}; if it was \
+         created by hand with settings natsgen cannot change (ack policy, deliver policy), delete \
+         it (`nats consumer rm {stream} {consumer}`) and start again"
+    )]
+    Consumer {
+        /// The stream.
+        stream: String,
+        /// The consumer (`(ephemeral)` for a broadcast handler's).
+        consumer: String,
+        /// Why.
+        reason: String,
+    },
     /// Waiting for a shutdown signal failed.
     #[error("failed to listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),
@@ -377,4 +443,35 @@ pub enum Error {
         /// The grace period.
         grace: Duration,
     },
+}
+
+const TLS_HINT: &str =
+    "the TLS handshake failed: check the CA file (root_certificates), the client \
+                        certificate, and that the server's certificate names the host of the URL";
+
+/// What to check after a failed connect, by what failed.
+fn connect_hint(source: &async_nats::ConnectError) -> &'static str {
+    use async_nats::ConnectErrorKind;
+    // async-nats reports a failed TLS handshake (e.g. an untrusted server certificate) as I/O.
+    let tls_failure = || {
+        let text = source.to_string().to_ascii_lowercase();
+        ["certificate", "tls", "handshake"]
+            .iter()
+            .any(|word| text.contains(word))
+    };
+    match source.kind() {
+        ConnectErrorKind::AuthorizationViolation => {
+            "the server refused the credentials: check the user and password, token, nkey seed \
+             or credentials file"
+        }
+        ConnectErrorKind::Authentication => {
+            "signing the server's challenge failed: check the nkey seed or credentials file"
+        }
+        ConnectErrorKind::Tls => TLS_HINT,
+        ConnectErrorKind::Io if tls_failure() => TLS_HINT,
+        ConnectErrorKind::TimedOut => {
+            "the server did not answer in time: check the address and the network"
+        }
+        _ => "check that nats-server runs there and that the credentials are right",
+    }
 }

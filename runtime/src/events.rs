@@ -2,7 +2,9 @@
 //!
 //! An event is published on its topic (the NATS subject) as plain JSON, with a JetStream publish
 //! (PubAck awaited) into the package's stream `EVENTS_<package>` and `Nats-Msg-Id` = a UUIDv7
-//! event id, so a publisher's retry after a lost PubAck is stored once.
+//! event id, so a publisher's retry after a lost PubAck is stored once. When no stream captures
+//! the topic, the publisher creates (or extends) `EVENTS_<package>` with the package's declared
+//! topics and publishes again; see [`crate::streams`].
 
 use std::fmt;
 use std::future::IntoFuture;
@@ -173,7 +175,17 @@ impl Publish {
             };
             match result {
                 Ok(_) => return Ok(()),
-                Err(e) if !created && matches!(e.kind(), PublishErrorKind::StreamNotFound) => {
+                // No stream captures the topic: create the package's stream and publish again
+                // (the event id makes the retry safe). A timeout counts too: with no stream, a
+                // core subscriber of the topic (a best-effort handler, a `nats sub`) takes the
+                // publish in the stream's place and never acks it.
+                Err(e)
+                    if !created
+                        && matches!(
+                            e.kind(),
+                            PublishErrorKind::StreamNotFound | PublishErrorKind::TimedOut
+                        ) =>
+                {
                     ensure_event_stream(&js, descriptor.package, descriptor.topics).await?;
                     created = true;
                 }

@@ -17,8 +17,25 @@
 //!    serving. A success reply larger than the server's `max_payload` becomes `payload_too_large`
 //!    (413).
 //!
+//! # Async calls and events
+//!
+//! At start the host makes sure the streams and consumers of every async method and durable
+//! event handler exist (see [`crate::streams`] for their names and settings) and pulls from them
+//! into the same handler slots: JetStream work is pulled only while slots are free, so excess
+//! work waits in the stream. Failures are retried with the schema's backoff, then dead-lettered;
+//! best-effort handlers use core NATS. The details are in the `worker` module.
+//!
+//! # Shutdown
+//!
+//! [`HostHandle::shutdown`] (and [`Host::run`] on SIGINT/SIGTERM): every loop stops taking new
+//! work (RPC subscriptions are drained; consumers stop pulling and nak what arrived but has not
+//! started); running handlers finish within the grace period and are answered, acked or nak'd as
+//! usual; async and event handlers still running when it ends are cancelled and nak'd; then the
+//! connection is flushed.
+//!
 //! Every handled call runs in a `natsgen.rpc` tracing span with the service, method, call id,
-//! outcome and duration.
+//! outcome and duration, and is counted in the endpoint's stats (requests, errors of any code,
+//! processing time), which `$SRV.STATS` reports (see [`crate::discovery`]).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -33,13 +50,16 @@ use async_nats::header::HeaderValue;
 use async_nats::{HeaderMap, Message, Subject, Subscriber};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::discovery::Responder;
 use crate::headers;
 use crate::service::{EndpointDescriptor, EndpointKind, Service, ServiceDescriptor};
+use crate::stats::ServiceStats;
+use crate::worker;
 use crate::{Connection, Context, Error, ServiceError};
 
 /// Default of [`Host::max_concurrency`].
@@ -50,6 +70,9 @@ pub const DEFAULT_MAX_QUEUE: usize = 1024;
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 /// How long [`Host::start`] waits for the server to confirm the subscriptions.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a shutdown waits, after the grace period, for cancelled async and event handlers to
+/// return their messages.
+const NAK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serves services on a connection until told to stop.
 ///
@@ -64,6 +87,7 @@ pub struct Host {
     max_concurrency: usize,
     max_queue: usize,
     grace_period: Duration,
+    ack_wait: Duration,
 }
 
 impl Host {
@@ -75,6 +99,7 @@ impl Host {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             max_queue: DEFAULT_MAX_QUEUE,
             grace_period: DEFAULT_GRACE_PERIOD,
+            ack_wait: crate::streams::DEFAULT_ACK_WAIT,
         }
     }
 
@@ -91,7 +116,9 @@ impl Host {
         self
     }
 
-    /// How many handlers of one service run at once (default 64; at least 1).
+    /// How many handlers of one service run at once — RPC calls, async calls and events together
+    /// (default 64; at least 1). Async calls and durable events beyond it wait in their streams:
+    /// the host pulls only as many as it has free slots.
     pub fn max_concurrency(mut self, max: usize) -> Self {
         self.max_concurrency = max.max(1);
         self
@@ -107,6 +134,17 @@ impl Host {
     /// How long a shutdown waits for running handlers (default 10 s).
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace_period = grace;
+        self
+    }
+
+    /// The ack wait of the JetStream consumers this host creates or updates (default
+    /// [`DEFAULT_ACK_WAIT`](crate::streams::DEFAULT_ACK_WAIT), 10 s; at least 300 ms): how soon
+    /// the message of a worker that crashed mid-call is delivered again. Running handlers send an
+    /// in-progress ack every third of it, so it does not bound how long a handler may run.
+    /// Consumers are shared by a service's instances: give them all the same value (the last
+    /// instance started sets it).
+    pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = ack_wait;
         self
     }
 
@@ -139,6 +177,7 @@ impl Host {
             max_concurrency,
             max_queue,
             grace_period,
+            ack_wait,
         } = self;
         let mut names = HashSet::new();
         for service in &services {
@@ -150,6 +189,12 @@ impl Host {
 
         let client = connection.nats();
         let (guard, in_flight) = mpsc::channel::<()>(1);
+        let (abandon, abandoned) = watch::channel(false);
+        let workers = worker::Settings {
+            ack_wait,
+            guard: guard.clone(),
+            abandon: abandoned,
+        };
         let mut runtimes = Vec::with_capacity(services.len());
         let mut stops = Vec::new();
         let mut loops = Vec::new();
@@ -163,11 +208,12 @@ impl Host {
                 max_concurrency,
                 queued: AtomicUsize::new(0),
                 max_queue,
+                stats: Arc::new(ServiceStats::new(descriptor)),
             });
             let mut served = Vec::new();
             for (index, endpoint) in descriptor.endpoints.iter().enumerate() {
-                // Async methods and event handlers are served from streams (a later issue); a
-                // core subscription on their subjects would process messages twice.
+                // Async methods and event handlers are served by `worker` below; a core
+                // subscription on their subjects would process messages twice.
                 if endpoint.kind != EndpointKind::Rpc {
                     continue;
                 }
@@ -190,6 +236,10 @@ impl Host {
                 )));
                 served.push(endpoint.name);
             }
+            for spawned in worker::serve(&runtime, &workers).await? {
+                stops.push(spawned.stop);
+                loops.push(spawned.task);
+            }
             tracing::info!(
                 service = descriptor.name,
                 version = descriptor.version,
@@ -198,15 +248,20 @@ impl Host {
             );
             runtimes.push(runtime);
         }
+        drop(workers);
         drop(guard);
 
-        match tokio::time::timeout(CONFIRM_TIMEOUT, client.flush()).await {
+        // Discovery lists a service only once its endpoints are subscribed; the round trip
+        // below confirms both.
+        let mut discovery = Vec::with_capacity(runtimes.len());
+        for runtime in &runtimes {
+            let stats = Arc::clone(&runtime.stats);
+            discovery.push(Responder::start(client, runtime.descriptor, stats).await?);
+        }
+
+        match tokio::time::timeout(CONFIRM_TIMEOUT, round_trip(client)).await {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                return Err(Error::Confirm {
-                    reason: error.to_string(),
-                })
-            }
+            Ok(Err(reason)) => return Err(Error::Confirm { reason }),
             Err(_) => {
                 return Err(Error::Confirm {
                     reason: format!("no answer within {CONFIRM_TIMEOUT:?}"),
@@ -221,6 +276,8 @@ impl Host {
             loops,
             in_flight,
             grace_period,
+            discovery,
+            abandon,
         })
     }
 }
@@ -237,6 +294,7 @@ impl fmt::Debug for Host {
             .field("max_concurrency", &self.max_concurrency)
             .field("max_queue", &self.max_queue)
             .field("grace_period", &self.grace_period)
+            .field("ack_wait", &self.ack_wait)
             .finish()
     }
 }
@@ -252,6 +310,11 @@ pub struct HostHandle {
     /// Closes when every endpoint loop and every handler task has ended.
     in_flight: mpsc::Receiver<()>,
     grace_period: Duration,
+    /// The `$SRV` responders, one per service.
+    discovery: Vec<Responder>,
+    /// Set when the grace period is over: async and event handlers still running are cancelled
+    /// and their messages nak'd.
+    abandon: watch::Sender<bool>,
 }
 
 impl HostHandle {
@@ -263,10 +326,12 @@ impl HostHandle {
             .collect()
     }
 
-    /// Stops gracefully: unsubscribes (draining requests already delivered), lets running and
-    /// queued handlers finish within the grace period, then flushes their replies. Handlers still
-    /// running after the grace period are abandoned and reported as
-    /// [`Error::GracePeriodExceeded`].
+    /// Stops gracefully: unsubscribes (draining requests already delivered), stops pulling from
+    /// JetStream (returning messages that arrived but did not start with a nak), lets running and
+    /// queued handlers finish within the grace period (acking or nak'ing their messages as
+    /// usual), then flushes their replies. Handlers still running after the grace period are
+    /// abandoned — async and event handlers are cancelled and their messages nak'd, so another
+    /// instance takes them over at once — and reported as [`Error::GracePeriodExceeded`].
     pub async fn shutdown(self) -> Result<(), Error> {
         let HostHandle {
             connection,
@@ -275,6 +340,8 @@ impl HostHandle {
             loops,
             mut in_flight,
             grace_period,
+            discovery,
+            abandon,
         } = self;
         let now = Instant::now();
         // A grace period too long to represent waits "forever" (about thirty years).
@@ -296,7 +363,18 @@ impl HostHandle {
         let finished = tokio::time::timeout_at(deadline, in_flight.recv())
             .await
             .is_ok();
-        let flushed = tokio::time::timeout(CONFIRM_TIMEOUT, connection.nats().flush()).await;
+        let running: usize = runtimes.iter().map(|runtime| runtime.busy()).sum();
+        if !finished {
+            // Give cancelled async and event handlers a moment to return their messages.
+            let _ = abandon.send(true);
+            let _ = tokio::time::timeout(NAK_TIMEOUT, in_flight.recv()).await;
+        }
+        // Listed until the last handler finished; the round trip below has the server process
+        // the unsubscriptions (and deliver the last replies) before shutdown returns.
+        for responder in discovery {
+            responder.stop().await;
+        }
+        let flushed = tokio::time::timeout(CONFIRM_TIMEOUT, round_trip(connection.nats())).await;
         if !matches!(flushed, Ok(Ok(()))) {
             tracing::warn!("could not flush the last replies to the server");
         }
@@ -304,7 +382,6 @@ impl HostHandle {
             tracing::info!("stopped");
             return Ok(());
         }
-        let running = runtimes.iter().map(|runtime| runtime.busy()).sum();
         Err(Error::GracePeriodExceeded {
             running,
             grace: grace_period,
@@ -319,6 +396,19 @@ impl fmt::Debug for HostHandle {
             .field("endpoints", &self.loops.len())
             .field("grace_period", &self.grace_period)
             .finish()
+    }
+}
+
+/// Returns once the server has processed everything sent on `client` so far (subscriptions,
+/// unsubscriptions, replies). async-nats' `flush` only writes to the socket; a request on a
+/// subject nobody serves is answered by the server itself ("no responders") after it handled
+/// every earlier command of this connection.
+async fn round_trip(client: &async_nats::Client) -> Result<(), String> {
+    let subject = format!("_NATSGEN.CONFIRM.{}", crate::ids::new_call_id());
+    match client.request(subject, Bytes::new()).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
+        Err(error) => Err(error.to_string()),
     }
 }
 
@@ -339,14 +429,17 @@ async fn shutdown_signal() -> Result<(), Error> {
 }
 
 /// What the endpoint loops and handler tasks of one service share.
-struct ServiceRuntime {
+pub(crate) struct ServiceRuntime {
     service: Arc<dyn Service>,
-    descriptor: &'static ServiceDescriptor,
-    connection: Connection,
-    permits: Arc<Semaphore>,
+    pub(crate) descriptor: &'static ServiceDescriptor,
+    pub(crate) connection: Connection,
+    /// The handler slots (`max_concurrency`), shared by RPC, async and event work.
+    pub(crate) permits: Arc<Semaphore>,
     max_concurrency: usize,
     queued: AtomicUsize,
     max_queue: usize,
+    /// Per-endpoint counters, indexed like `descriptor.endpoints`; `$SRV.STATS` reads them.
+    pub(crate) stats: Arc<ServiceStats>,
 }
 
 impl ServiceRuntime {
@@ -420,6 +513,9 @@ async fn dispatch(
                     runtime.descriptor.name, runtime.max_concurrency, runtime.max_queue
                 ));
                 send_error(&runtime.connection, reply, &error).await;
+                runtime
+                    .stats
+                    .record(index, received.elapsed(), Some(&error));
                 return;
             }
             None
@@ -493,7 +589,10 @@ async fn handle(
 
         let outcome = match result {
             Ok(body) => match runtime.connection.nats().publish(reply.clone(), body).await {
-                Ok(()) => Cow::Borrowed("ok"),
+                Ok(()) => {
+                    runtime.stats.record(index, received.elapsed(), None);
+                    Cow::Borrowed("ok")
+                }
                 Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
                     let error = ServiceError::payload_too_large(format!(
                         "the result is larger than the server's max_payload of {} bytes",
@@ -501,10 +600,18 @@ async fn handle(
                     ));
                     tracing::warn!(%error, "reply too large");
                     send_error(&runtime.connection, reply, &error).await;
+                    runtime
+                        .stats
+                        .record(index, received.elapsed(), Some(&error));
                     Cow::Borrowed(ServiceError::PAYLOAD_TOO_LARGE)
                 }
                 Err(error) => {
                     tracing::warn!(%error, "failed to send the reply");
+                    let error =
+                        ServiceError::internal(format!("failed to send the reply: {error}"));
+                    runtime
+                        .stats
+                        .record(index, received.elapsed(), Some(&error));
                     Cow::Borrowed("reply_failed")
                 }
             },
@@ -515,6 +622,9 @@ async fn handle(
                     tracing::debug!(%error, "call answered with an error");
                 }
                 send_error(&runtime.connection, reply, &error).await;
+                runtime
+                    .stats
+                    .record(index, received.elapsed(), Some(&error));
                 match error.kind() {
                     ServiceError::INTERNAL => Cow::Borrowed(ServiceError::INTERNAL),
                     ServiceError::BAD_REQUEST => Cow::Borrowed(ServiceError::BAD_REQUEST),
@@ -535,7 +645,7 @@ async fn handle(
     .await;
 }
 
-async fn run_handler(
+pub(crate) async fn run_handler(
     runtime: &ServiceRuntime,
     index: usize,
     ctx: Context,

@@ -23,17 +23,21 @@ mod client;
 pub mod codegen;
 mod connection;
 mod context;
+pub mod discovery;
 mod error;
 mod events;
 pub mod headers;
 mod host;
 mod ids;
 mod json;
+pub mod resilience;
 mod service;
+mod stats;
 pub mod streams;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
+mod worker;
 
 pub use client::{CallOptions, DEFAULT_TIMEOUT};
 pub use connection::{connect, ConnectOptions, Connection, ServerUrls, MIN_SERVER_VERSION};
@@ -43,6 +47,7 @@ pub use headers::TraceParent;
 pub use host::{
     Host, HostHandle, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUE,
 };
+pub use resilience::{CallRetry, CircuitBreakerConfig, CircuitState, ClientOptions};
 pub use types::{Binary, Timestamp};
 
 /// Includes the code `natsgen-build` generated for a schema package into the current module.

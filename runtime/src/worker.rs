@@ -1,0 +1,1278 @@
+//! Serving async methods and event handlers: JetStream pull consumers (and, for best-effort
+//! events, core NATS subscriptions) feeding the same bounded handler slots as RPC.
+//!
+//! Stream, consumer and dead-letter names, retention and headers are listed in
+//! [`crate::streams`].
+//!
+//! # Pulling: no prefetch beyond free slots
+//!
+//! Each consumer — one per service for all its async methods, one per durable event handler —
+//! is pulled by one loop per host, over a private inbox. A service's handler slots
+//! (`max_concurrency`) are shared by its RPC calls, async calls and events, and a loop never asks
+//! for more messages than there are free slots, so excess work waits in the stream, not in
+//! memory, where it could outlive its ack wait:
+//!
+//! - While the consumer has a backlog (the `pending` count of the last delivery), the loop
+//!   waits for a free slot, reserves every free slot up to the backlog (at most 256), and asks for
+//!   exactly that many messages with `no_wait`; the unused reservations are released as soon as
+//!   the server answers.
+//! - While it is idle, the loop waits until a slot is free, then long-polls for one message
+//!   (the pull expires after 10 s and is renewed) *without* holding a slot, so an idle consumer
+//!   never takes capacity from RPC. Should the slot be taken meanwhile, that one message waits for
+//!   the next free slot, kept alive with in-progress acks.
+//!
+//! A pull lost to a server restart is renewed 5 s after its expiry; a consumer that disappeared
+//! (no responders, `409 Consumer Deleted`) is recreated, stream included, once a second until that
+//! succeeds.
+//!
+//! # Handling one message
+//!
+//! One task per message; the attempt number is JetStream's delivery count.
+//!
+//! 1. Async calls: the method is found by the subject. An unknown method is dead-lettered at
+//!    once (`unknown_method`).
+//! 2. A message delivered more often than the endpoint's `max_attempts` — its last allowed
+//!    attempt did not complete because its worker crashed or was stopped (or dead-lettering its
+//!    failure failed) — is dead-lettered without running (`abandoned`).
+//! 3. The handler runs with a [`Context`] built from the headers: call id, caller chain and
+//!    `traceparent` as for RPC, no deadline (async calls and events have none), the message
+//!    subject, [`Context::attempt`] and [`Context::message_id`]. While it runs, an in-progress
+//!    ack goes out every third of the ack wait, so a slow handler never loses its message.
+//! 4. Success: the message is acked, and the server's confirmation awaited (AckSync).
+//!    `bad_request` (the body does not decode into the params or the event payload): dead-lettered
+//!    at once (`undecodable`), no retry. Any other error, or a panic: if attempts remain, a nak
+//!    with the schema's backoff as its delay; after the last one, dead-lettered (`failed`).
+//! 5. Dead-lettering publishes the message with its error to `natsgen.dlq.<service>.<endpoint>`
+//!    and awaits the PubAck, then acks it, logging at error level. If that publish fails, the
+//!    message is nak'd with the backoff instead and dead-lettered when it comes back.
+//!
+//! Every message is handled in a `natsgen.async` or `natsgen.event` tracing span with the service,
+//! method (or handler), call id, attempt, outcome (`ok`, `retry`, `dead_lettered`, `abandoned`,
+//! `nak_failed`, `ack_failed`) and duration, and counted in the endpoint's stats.
+//!
+//! # Shutdown
+//!
+//! On [`HostHandle::shutdown`](crate::HostHandle::shutdown) a loop stops pulling: it drains its
+//! inbox subscription and naks (without delay) whatever arrived but has not started — such a
+//! delivery still counts as an attempt. Running handlers finish within the grace period and are
+//! acked or nak'd as usual; a handler still running when it ends is cancelled and its message
+//! nak'd, so another instance takes it over at once.
+//!
+//! # Best-effort events
+//!
+//! `delivery: best_effort` handlers subscribe with core NATS to their topic or pattern, in queue
+//! group `<service>_<handler>` (`mode: broadcast`: no queue group). A message waits in the
+//! subscription until a handler slot is free. Failures are logged, not retried; events published
+//! while no instance runs are lost.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::header::{HeaderValue, NATS_MESSAGE_ID};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::context::{ConsumerInfoErrorKind, PublishErrorKind};
+use async_nats::jetstream::{self, stream, AckKind};
+use async_nats::{HeaderMap, HeaderName, Message, StatusCode, Subject, Subscriber};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::headers;
+use crate::host::{run_handler, ServiceRuntime};
+use crate::service::{Delivery, DeliveryMode, EndpointDescriptor, EndpointKind};
+use crate::streams::{self, dlq_subject};
+use crate::{Context, Error, ServiceError};
+
+/// How long a pull for one message on an idle consumer waits before it is renewed.
+const IDLE_PULL_EXPIRES: Duration = Duration::from_secs(10);
+/// How long past its expiry an unanswered pull is given before it counts as lost.
+const PULL_GRACE: Duration = Duration::from_secs(5);
+/// How long to wait for the server to confirm an ack or store a dead letter.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a failed pull before the next one.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// The most messages one pull asks for.
+const MAX_BATCH: usize = 256;
+/// The shortest ack wait accepted (in-progress acks go out every third of it).
+const MIN_ACK_WAIT: Duration = Duration::from_millis(300);
+
+const ACK: &[u8] = b"+ACK";
+const PROGRESS: &[u8] = b"+WPI";
+
+const DLQ_REASON: HeaderName = HeaderName::from_static(streams::DLQ_REASON);
+const DLQ_SUBJECT: HeaderName = HeaderName::from_static(streams::DLQ_SUBJECT);
+const DLQ_STREAM: HeaderName = HeaderName::from_static(streams::DLQ_STREAM_HEADER);
+const DLQ_SEQUENCE: HeaderName = HeaderName::from_static(streams::DLQ_SEQUENCE);
+const DLQ_ATTEMPTS: HeaderName = HeaderName::from_static(streams::DLQ_ATTEMPTS);
+const DLQ_ERROR_KIND: HeaderName = HeaderName::from_static(streams::DLQ_ERROR_KIND);
+const DLQ_ERROR_CODE: HeaderName = HeaderName::from_static(streams::DLQ_ERROR_CODE);
+const DLQ_ERROR_MESSAGE: HeaderName = HeaderName::from_static(streams::DLQ_ERROR_MESSAGE);
+const DLQ_MSG_ID: HeaderName = HeaderName::from_static(streams::DLQ_MSG_ID);
+
+/// What every worker of a host shares.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    /// The consumers' ack wait.
+    pub(crate) ack_wait: Duration,
+    /// Held by every loop and handler task; the host waits until all are dropped.
+    pub(crate) guard: mpsc::Sender<()>,
+    /// Turns `true` when the shutdown grace period is over: running handlers are cancelled and
+    /// their messages nak'd.
+    pub(crate) abandon: watch::Receiver<bool>,
+}
+
+/// A running consumer or subscription loop.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    /// Sending (or dropping) it stops the loop.
+    pub(crate) stop: oneshot::Sender<()>,
+    pub(crate) task: JoinHandle<()>,
+}
+
+/// Starts the async consumer (when the service has async methods) and one consumer or
+/// subscription per event handler of `runtime`'s service. Streams and consumers exist when it
+/// returns.
+pub(crate) async fn serve(
+    runtime: &Arc<ServiceRuntime>,
+    settings: &Settings,
+) -> Result<Vec<Spawned>, Error> {
+    let descriptor = runtime.descriptor;
+    let mut spawned = Vec::new();
+    if descriptor
+        .endpoints
+        .iter()
+        .any(|endpoint| endpoint.kind == EndpointKind::Async)
+    {
+        spawned.push(start_pull(runtime, settings, Source::Async).await?);
+    }
+    for (index, endpoint) in descriptor.endpoints.iter().enumerate() {
+        if endpoint.kind != EndpointKind::Event {
+            continue;
+        }
+        let started = match (endpoint.delivery, endpoint.mode) {
+            (Delivery::BestEffort, _) => {
+                start_best_effort(runtime, settings, index, endpoint).await?
+            }
+            (Delivery::Durable, DeliveryMode::Shared) => {
+                start_pull(runtime, settings, Source::Shared { index, endpoint }).await?
+            }
+            (Delivery::Durable, DeliveryMode::Broadcast) => {
+                start_pull(runtime, settings, Source::Broadcast { index, endpoint }).await?
+            }
+        };
+        spawned.push(started);
+    }
+    Ok(spawned)
+}
+
+/// Which messages a pull loop consumes.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// Every async method of the service, from `ASYNC_<service>`.
+    Async,
+    /// A durable handler shared by the service's instances.
+    Shared {
+        index: usize,
+        endpoint: &'static EndpointDescriptor,
+    },
+    /// A durable handler every instance runs (an ephemeral consumer per instance).
+    Broadcast {
+        index: usize,
+        endpoint: &'static EndpointDescriptor,
+    },
+}
+
+/// One pull consumer's loop and the handler tasks it spawned share this.
+struct Lane {
+    runtime: Arc<ServiceRuntime>,
+    source: Source,
+    js: jetstream::Context,
+    ack_wait: Duration,
+    /// The dead-letter subject of every endpoint, indexed like the descriptor's endpoints.
+    dlq_subjects: Vec<Subject>,
+    abandon: watch::Receiver<bool>,
+    _guard: mpsc::Sender<()>,
+}
+
+impl Lane {
+    /// The endpoint a message on `subject` is for; `None` for an unknown async method.
+    fn route(&self, subject: &str) -> Option<(usize, &'static EndpointDescriptor)> {
+        match self.source {
+            Source::Async => {
+                self.runtime
+                    .descriptor
+                    .endpoints
+                    .iter()
+                    .enumerate()
+                    .find(|(_, endpoint)| {
+                        endpoint.kind == EndpointKind::Async && endpoint.subject == subject
+                    })
+            }
+            Source::Shared { index, endpoint } | Source::Broadcast { index, endpoint } => {
+                Some((index, endpoint))
+            }
+        }
+    }
+
+    /// Makes sure the stream and the consumer exist (creating or updating them), and returns the
+    /// consumer.
+    async fn setup(&self) -> Result<PullConsumer, Error> {
+        let descriptor = self.runtime.descriptor;
+        let service = descriptor.name;
+        let common = pull::Config {
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.ack_wait,
+            max_deliver: -1,
+            ..Default::default()
+        };
+        let (stream, config) = match self.source {
+            Source::Async => {
+                let stream = streams::ensure_async_stream(&self.js, service).await?;
+                let config = pull::Config {
+                    durable_name: Some(streams::async_consumer_name(service)),
+                    description: Some(format!("natsgen: async calls of {service}")),
+                    deliver_policy: DeliverPolicy::All,
+                    filter_subject: format!("{service}.async.*"),
+                    ..common
+                };
+                (stream, config)
+            }
+            Source::Shared { endpoint, .. } => {
+                let stream =
+                    streams::ensure_handler_stream(&self.js, descriptor.package, endpoint.subject)
+                        .await?;
+                let config = pull::Config {
+                    durable_name: Some(streams::event_consumer_name(service, endpoint.name)),
+                    description: Some(format!(
+                        "natsgen: {service}.{} handles {}",
+                        endpoint.name, endpoint.subject
+                    )),
+                    deliver_policy: DeliverPolicy::New,
+                    filter_subject: endpoint.subject.to_owned(),
+                    ..common
+                };
+                (stream, config)
+            }
+            Source::Broadcast { endpoint, .. } => {
+                let stream =
+                    streams::ensure_handler_stream(&self.js, descriptor.package, endpoint.subject)
+                        .await?;
+                let config = pull::Config {
+                    description: Some(format!(
+                        "natsgen: {service}.{} (broadcast, one instance) handles {}",
+                        endpoint.name, endpoint.subject
+                    )),
+                    deliver_policy: DeliverPolicy::New,
+                    filter_subject: endpoint.subject.to_owned(),
+                    inactive_threshold: streams::EPHEMERAL_INACTIVE_THRESHOLD,
+                    ..common
+                };
+                (stream, config)
+            }
+        };
+        // Created up front: a core subscriber on `natsgen.dlq.>` (a `nats sub` watching the
+        // dead letters) would otherwise answer the first dead letter's publish in its place, so
+        // the stream would never be created.
+        streams::ensure_dlq_stream(&self.js).await?;
+        ensure_consumer(&stream, config).await
+    }
+
+    /// Sends an ack of kind `kind` without waiting for the server.
+    async fn send_ack(&self, reply: &Subject, kind: &'static [u8]) -> bool {
+        let client = self.runtime.connection.nats();
+        match client
+            .publish(reply.clone(), Bytes::from_static(kind))
+            .await
+        {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "failed to send an ack");
+                false
+            }
+        }
+    }
+
+    /// Naks a message so it is redelivered after `delay` (at once for `None`).
+    async fn nak(&self, reply: &Subject, delay: Option<Duration>) -> bool {
+        let body = match delay {
+            None | Some(Duration::ZERO) => Bytes::from_static(b"-NAK"),
+            Some(delay) => Bytes::from(AckKind::Nak(Some(delay))),
+        };
+        match self
+            .runtime
+            .connection
+            .nats()
+            .publish(reply.clone(), body)
+            .await
+        {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "failed to nak; the message is redelivered after the ack wait");
+                false
+            }
+        }
+    }
+
+    /// Acks a message and waits for the server to confirm it (AckSync), so a confirmed call is
+    /// not delivered again.
+    async fn ack(&self, reply: &Subject) -> bool {
+        let request = self
+            .runtime
+            .connection
+            .nats()
+            .request(reply.clone(), Bytes::from_static(ACK));
+        match tokio::time::timeout(CONFIRM_TIMEOUT, request).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the server did not confirm the ack; the message may be delivered again");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("the server did not confirm the ack in time; the message may be delivered again");
+                false
+            }
+        }
+    }
+}
+
+/// Creates the consumer `config` describes, or brings an existing one of that name to it
+/// (filter, ack wait, retries) while keeping where it is in the stream.
+async fn ensure_consumer(
+    stream: &stream::Stream,
+    config: pull::Config,
+) -> Result<PullConsumer, Error> {
+    let stream_name = stream.cached_info().config.name.clone();
+    let consumer_error = |name: &str, reason: String| Error::Consumer {
+        stream: stream_name.clone(),
+        consumer: name.to_owned(),
+        reason,
+    };
+    let Some(name) = config.durable_name.clone() else {
+        return stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| consumer_error("(ephemeral)", e.to_string()));
+    };
+    let config = match stream.consumer_info(&name).await {
+        Ok(info) => {
+            let existing = info.config;
+            if existing.ack_policy != AckPolicy::Explicit {
+                return Err(consumer_error(
+                    &name,
+                    format!(
+                        "it exists with ack policy {:?}; natsgen needs explicit acks",
+                        existing.ack_policy
+                    ),
+                ));
+            }
+            let up_to_date = existing.filter_subject == config.filter_subject
+                && existing.filter_subjects.is_empty()
+                && existing.ack_wait == config.ack_wait
+                && existing.max_deliver == config.max_deliver
+                && existing.backoff.is_empty()
+                && existing.deliver_subject.is_none();
+            if up_to_date {
+                return stream
+                    .get_consumer(&name)
+                    .await
+                    .map_err(|e| consumer_error(&name, e.to_string()));
+            }
+            if existing.deliver_subject.is_some() {
+                return Err(consumer_error(
+                    &name,
+                    "it exists as a push consumer; natsgen pulls".to_owned(),
+                ));
+            }
+            tracing::info!(
+                stream = %stream_name,
+                consumer = %name,
+                filter = %config.filter_subject,
+                "updating the consumer to this service's settings"
+            );
+            pull::Config {
+                deliver_policy: existing.deliver_policy,
+                max_ack_pending: existing.max_ack_pending,
+                max_waiting: existing.max_waiting,
+                ..config
+            }
+        }
+        Err(error) if error.kind() == ConsumerInfoErrorKind::NotFound => config,
+        Err(error) => return Err(consumer_error(&name, error.to_string())),
+    };
+    stream
+        .create_consumer(config)
+        .await
+        .map_err(|e| consumer_error(&name, e.to_string()))
+}
+
+async fn start_pull(
+    runtime: &Arc<ServiceRuntime>,
+    settings: &Settings,
+    source: Source,
+) -> Result<Spawned, Error> {
+    let descriptor = runtime.descriptor;
+    let client = runtime.connection.nats();
+    let lane = Arc::new(Lane {
+        runtime: Arc::clone(runtime),
+        source,
+        js: jetstream::new(client.clone()),
+        ack_wait: settings.ack_wait.max(MIN_ACK_WAIT),
+        dlq_subjects: descriptor
+            .endpoints
+            .iter()
+            .map(|endpoint| Subject::from(dlq_subject(descriptor.name, endpoint.name)))
+            .collect(),
+        abandon: settings.abandon.clone(),
+        _guard: settings.guard.clone(),
+    });
+    let consumer = lane.setup().await?;
+    let inbox = Subject::from(client.new_inbox());
+    let subscriber = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|source| Error::Subscribe {
+            subject: inbox.to_string(),
+            source,
+        })?;
+    let info = consumer.cached_info();
+    tracing::info!(
+        service = descriptor.name,
+        stream = %info.stream_name,
+        consumer = %info.name,
+        filter = %info.config.filter_subject,
+        "consuming"
+    );
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(pull_loop(lane, consumer, subscriber, inbox, stopped));
+    Ok(Spawned { stop, task })
+}
+
+/// The pull loop of one consumer; see the module docs.
+async fn pull_loop(
+    lane: Arc<Lane>,
+    mut consumer: PullConsumer,
+    mut subscriber: Subscriber,
+    inbox: Subject,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let permits = &lane.runtime.permits;
+    let mut backlog: u64 = 0;
+    'pulling: loop {
+        let first = tokio::select! {
+            biased;
+            _ = &mut stop => break 'pulling,
+            permit = Arc::clone(permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break 'pulling,
+            },
+        };
+        let (mut reserved, expires) = if backlog > 0 {
+            let mut reserved = first;
+            let want = usize::try_from(backlog).unwrap_or(MAX_BATCH).min(MAX_BATCH);
+            let extra = want.saturating_sub(1).min(permits.available_permits());
+            if let Ok(more) = u32::try_from(extra).map_err(|_| ()).and_then(|extra| {
+                Arc::clone(permits)
+                    .try_acquire_many_owned(extra)
+                    .map_err(|_| ())
+            }) {
+                reserved.merge(more);
+            }
+            (Some(reserved), None)
+        } else {
+            // Idle: a slot was free a moment ago; wait for a message without holding it.
+            drop(first);
+            (None, Some(IDLE_PULL_EXPIRES))
+        };
+        let batch = reserved
+            .as_ref()
+            .map_or(1, OwnedSemaphorePermit::num_permits);
+        let request = pull::BatchConfig {
+            batch,
+            expires,
+            no_wait: expires.is_none(),
+            ..Default::default()
+        };
+        if let Err(error) = consumer.request_batch(request, inbox.clone()).await {
+            tracing::warn!(%error, "failed to request messages; retrying");
+            drop(reserved);
+            if pause(&mut stop).await {
+                break 'pulling;
+            }
+            continue;
+        }
+
+        let give_up = Instant::now() + expires.unwrap_or(Duration::ZERO) + PULL_GRACE;
+        let mut outstanding = batch;
+        while outstanding > 0 {
+            let message = tokio::select! {
+                biased;
+                _ = &mut stop => break 'pulling,
+                _ = tokio::time::sleep_until(give_up) => {
+                    tracing::debug!("a pull went unanswered; renewing it");
+                    break;
+                }
+                message = subscriber.next() => message,
+            };
+            let Some(message) = message else {
+                tracing::error!("the inbox subscription of a consumer closed; it stops pulling");
+                break 'pulling;
+            };
+            match message.status {
+                None | Some(StatusCode::OK) => {
+                    outstanding -= 1;
+                    let Some(reply) = message.reply.as_ref() else {
+                        tracing::warn!(subject = %message.subject, "ignoring a message without an ack subject");
+                        continue;
+                    };
+                    backlog = AckInfo::parse(reply.as_str()).map_or(0, |info| info.pending);
+                    let permit = match take_one(&mut reserved) {
+                        Some(permit) => permit,
+                        None => match wait_for_slot(&lane, reply, &mut stop).await {
+                            Some(permit) => permit,
+                            None => {
+                                lane.nak(reply, None).await;
+                                break 'pulling;
+                            }
+                        },
+                    };
+                    tokio::spawn(handle(Arc::clone(&lane), message, permit));
+                }
+                Some(StatusCode::IDLE_HEARTBEAT) => {}
+                Some(StatusCode::NOT_FOUND) => {
+                    backlog = 0;
+                    break;
+                }
+                Some(StatusCode::TIMEOUT) => break,
+                Some(status) => {
+                    let consumer_gone = status == StatusCode::NO_RESPONDERS
+                        || message
+                            .description
+                            .as_deref()
+                            .is_some_and(|d| d.eq_ignore_ascii_case("consumer deleted"));
+                    tracing::warn!(
+                        %status,
+                        description = message.description.as_deref().unwrap_or(""),
+                        "a pull failed"
+                    );
+                    drop(reserved.take());
+                    if consumer_gone {
+                        match recover(&lane, &mut stop).await {
+                            Some(recovered) => consumer = recovered,
+                            None => break 'pulling,
+                        }
+                    } else if pause(&mut stop).await {
+                        break 'pulling;
+                    }
+                    backlog = 0;
+                    break;
+                }
+            }
+        }
+    }
+    stop_pulling(&lane, subscriber).await;
+}
+
+/// Takes one slot out of a reservation.
+fn take_one(reserved: &mut Option<OwnedSemaphorePermit>) -> Option<OwnedSemaphorePermit> {
+    match reserved {
+        Some(permits) if permits.num_permits() > 1 => permits.split(1),
+        _ => reserved.take(),
+    }
+}
+
+/// Waits for a free slot for a message that arrived without one, keeping the message alive with
+/// in-progress acks. `None` when the loop is told to stop meanwhile.
+async fn wait_for_slot(
+    lane: &Lane,
+    reply: &Subject,
+    stop: &mut oneshot::Receiver<()>,
+) -> Option<OwnedSemaphorePermit> {
+    let every = lane.ack_wait / 3;
+    let mut acquire = pin!(Arc::clone(&lane.runtime.permits).acquire_owned());
+    let mut tick = pin!(tokio::time::sleep(every));
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut *stop => return None,
+            permit = &mut acquire => return permit.ok(),
+            _ = &mut tick => {
+                lane.send_ack(reply, PROGRESS).await;
+                tick.as_mut().reset(Instant::now() + every);
+            }
+        }
+    }
+}
+
+/// Waits [`RETRY_PAUSE`]; true when told to stop meanwhile.
+async fn pause(stop: &mut oneshot::Receiver<()>) -> bool {
+    tokio::select! {
+        biased;
+        _ = stop => true,
+        _ = tokio::time::sleep(RETRY_PAUSE) => false,
+    }
+}
+
+/// Recreates a vanished consumer (and its stream), retrying every [`RETRY_PAUSE`]. `None` when
+/// told to stop meanwhile.
+async fn recover(lane: &Lane, stop: &mut oneshot::Receiver<()>) -> Option<PullConsumer> {
+    loop {
+        if pause(stop).await {
+            return None;
+        }
+        match lane.setup().await {
+            Ok(consumer) => {
+                tracing::info!(
+                    consumer = %consumer.cached_info().name,
+                    "consumer recreated"
+                );
+                return Some(consumer);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the consumer is gone and cannot be recreated yet")
+            }
+        }
+    }
+}
+
+/// Stops pulling: drains the inbox and returns what arrived but has not started.
+async fn stop_pulling(lane: &Lane, mut subscriber: Subscriber) {
+    if let Err(error) = subscriber.drain().await {
+        tracing::warn!(%error, "failed to drain a consumer's inbox");
+        return;
+    }
+    let mut returned = 0usize;
+    while let Ok(Some(message)) = tokio::time::timeout(CONFIRM_TIMEOUT, subscriber.next()).await {
+        if let (None | Some(StatusCode::OK), Some(reply)) = (message.status, &message.reply) {
+            if lane.nak(reply, None).await {
+                returned += 1;
+            }
+        }
+    }
+    tracing::debug!(returned, "stopped pulling");
+}
+
+/// The parts of a JetStream ack subject (`$JS.ACK...`) the worker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AckInfo<'a> {
+    stream: &'a str,
+    /// Deliveries of this message so far, this one included.
+    delivered: u32,
+    stream_sequence: u64,
+    /// Messages the consumer has yet to deliver.
+    pending: u64,
+}
+
+impl<'a> AckInfo<'a> {
+    /// Parses both ack subject formats of ADR-15: `$JS.ACK.<stream>.<consumer>.<delivered>.
+    /// <stream seq>.<consumer seq>.<time>.<pending>` and the newer one with domain and account
+    /// hash in front (and a random token, possibly more, at the end).
+    fn parse(reply: &'a str) -> Option<Self> {
+        let rest = reply.strip_prefix("$JS.ACK.")?;
+        let mut tokens = [""; 9];
+        let mut count = 0;
+        for token in rest.split('.') {
+            if let Some(slot) = tokens.get_mut(count) {
+                *slot = token;
+            }
+            count += 1;
+        }
+        let [stream, delivered, sequence, pending] = match count {
+            7 => [tokens[0], tokens[2], tokens[3], tokens[6]],
+            9.. => [tokens[2], tokens[4], tokens[5], tokens[8]],
+            _ => return None,
+        };
+        Some(AckInfo {
+            stream,
+            delivered: u32::try_from(delivered.parse::<u64>().ok()?).unwrap_or(u32::MAX),
+            stream_sequence: sequence.parse().ok()?,
+            pending: pending.parse().ok()?,
+        })
+    }
+}
+
+/// How a message's handling ended (the span's `outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Retry,
+    DeadLettered,
+    Abandoned,
+    AckFailed,
+    NakFailed,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Retry => "retry",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Abandoned => "abandoned",
+            Outcome::AckFailed => "ack_failed",
+            Outcome::NakFailed => "nak_failed",
+        }
+    }
+}
+
+/// Why a message is dead-lettered (the `Natsgen-Dlq-Reason` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    Failed,
+    Abandoned,
+    Undecodable,
+    UnknownMethod,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::Failed => "failed",
+            Reason::Abandoned => "abandoned",
+            Reason::Undecodable => "undecodable",
+            Reason::UnknownMethod => "unknown_method",
+        }
+    }
+}
+
+/// Handles one message from a pull consumer; see the module docs.
+async fn handle(lane: Arc<Lane>, message: Message, permit: OwnedSemaphorePermit) {
+    let received = Instant::now();
+    let Message {
+        subject,
+        reply,
+        payload,
+        headers,
+        ..
+    } = message;
+    // The pull loop only hands over messages with an ack subject.
+    let Some(reply) = reply else { return };
+    let info = AckInfo::parse(reply.as_str()).unwrap_or_else(|| {
+        tracing::warn!(reply = %reply, "cannot read the delivery count of a message; taking it as the first");
+        AckInfo {
+            stream: "",
+            delivered: 1,
+            stream_sequence: 0,
+            pending: 0,
+        }
+    });
+    let service = lane.runtime.descriptor.name;
+
+    let Some((index, endpoint)) = lane.route(subject.as_str()) else {
+        let method = subject.as_str().rsplit('.').next().unwrap_or_default();
+        let span = tracing::error_span!(
+            "natsgen.async",
+            service,
+            method,
+            attempt = info.delivered,
+            outcome = tracing::field::Empty,
+        );
+        async {
+            let error = ServiceError::bad_request(format!(
+                "{service} has no async method {method:?}; check the subject, or deploy a \
+                 version of the service that has it"
+            ));
+            let letter = Letter {
+                dlq: Subject::from(dlq_subject(service, method)),
+                subject: &subject,
+                headers: headers.as_ref(),
+                payload,
+                info: &info,
+                reason: Reason::UnknownMethod,
+                error: &error,
+            };
+            let outcome = dead_letter(&lane, &reply, letter, Some(RETRY_PAUSE)).await;
+            tracing::Span::current().record("outcome", outcome.as_str());
+        }
+        .instrument(span)
+        .await;
+        drop(permit);
+        return;
+    };
+
+    let ctx = Context::from_message(
+        &lane.runtime.connection,
+        service,
+        endpoint.name,
+        subject,
+        headers,
+        info.delivered,
+    );
+    macro_rules! span {
+        ($name:literal) => {
+            tracing::info_span!(
+                $name,
+                service,
+                method = endpoint.name,
+                call_id = %ctx.call_id(),
+                attempt = info.delivered,
+                outcome = tracing::field::Empty,
+                duration_us = tracing::field::Empty,
+            )
+        };
+    }
+    let span = match lane.source {
+        Source::Async => span!("natsgen.async"),
+        Source::Shared { .. } | Source::Broadcast { .. } => span!("natsgen.event"),
+    };
+    async {
+        let max_attempts = endpoint.retry.max_attempts.max(1);
+        let backoff = Duration::from_millis(endpoint.retry.backoff_ms);
+        let dlq = lane
+            .dlq_subjects
+            .get(index)
+            .cloned()
+            .unwrap_or_else(|| Subject::from(dlq_subject(service, endpoint.name)));
+        let letter = |reason, error| Letter::of(&dlq, &ctx, &payload, &info, reason, error);
+
+        let (outcome, error) = if info.delivered > max_attempts {
+            let error = ServiceError::internal(format!(
+                "attempt {} of {max_attempts} did not complete: its worker crashed or was \
+                 stopped mid-call (or its failure could not be dead-lettered then)",
+                info.delivered - 1
+            ));
+            let outcome = dead_letter(
+                &lane,
+                &reply,
+                letter(Reason::Abandoned, &error),
+                Some(backoff),
+            )
+            .await;
+            (outcome, Some(error))
+        } else {
+            match run_with_progress(&lane, index, ctx.clone(), payload.clone(), &reply).await {
+                Some(Ok(_)) => {
+                    let outcome = if lane.ack(&reply).await {
+                        Outcome::Ok
+                    } else {
+                        Outcome::AckFailed
+                    };
+                    (outcome, None)
+                }
+                Some(Err(error)) => {
+                    let outcome = if error.kind() == ServiceError::BAD_REQUEST {
+                        let letter = letter(Reason::Undecodable, &error);
+                        dead_letter(&lane, &reply, letter, Some(backoff)).await
+                    } else if info.delivered >= max_attempts {
+                        let letter = letter(Reason::Failed, &error);
+                        dead_letter(&lane, &reply, letter, Some(backoff)).await
+                    } else {
+                        tracing::warn!(
+                            %error,
+                            retry_in_ms = endpoint.retry.backoff_ms,
+                            "attempt {} of {max_attempts} failed; retrying",
+                            info.delivered
+                        );
+                        if lane.nak(&reply, Some(backoff)).await {
+                            Outcome::Retry
+                        } else {
+                            Outcome::NakFailed
+                        }
+                    };
+                    (outcome, Some(error))
+                }
+                None => {
+                    tracing::warn!(
+                        "still running when the shutdown grace period ended; cancelled and \
+                         returned for redelivery"
+                    );
+                    lane.nak(&reply, None).await;
+                    let error = ServiceError::internal(
+                        "cancelled: still running when the shutdown grace period ended",
+                    );
+                    (Outcome::Abandoned, Some(error))
+                }
+            }
+        };
+        drop(permit);
+        let elapsed = received.elapsed();
+        lane.runtime.stats.record(index, elapsed, error.as_ref());
+        let span = tracing::Span::current();
+        span.record("outcome", outcome.as_str());
+        span.record("duration_us", elapsed.as_micros() as u64);
+        tracing::debug!(outcome = outcome.as_str(), "handled");
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Runs the handler, sending an in-progress ack every third of the ack wait. `None` when the
+/// shutdown grace period ended first (the handler is cancelled).
+async fn run_with_progress(
+    lane: &Lane,
+    index: usize,
+    ctx: Context,
+    payload: Bytes,
+    reply: &Subject,
+) -> Option<Result<Bytes, ServiceError>> {
+    let every = lane.ack_wait / 3;
+    let mut handler = pin!(run_handler(&lane.runtime, index, ctx, payload, None));
+    let mut tick = pin!(tokio::time::sleep(every));
+    let mut abandon = lane.abandon.clone();
+    let mut abandoned = pin!(async move {
+        if abandon.wait_for(|abandon| *abandon).await.is_err() {
+            // The host handle was dropped without a shutdown: nothing will cancel this handler.
+            std::future::pending::<()>().await;
+        }
+    });
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut handler => return Some(result),
+            _ = &mut abandoned => return None,
+            _ = &mut tick => {
+                lane.send_ack(reply, PROGRESS).await;
+                tick.as_mut().reset(Instant::now() + every);
+            }
+        }
+    }
+}
+
+/// A message about to be dead-lettered.
+struct Letter<'a> {
+    dlq: Subject,
+    subject: &'a str,
+    headers: Option<&'a HeaderMap>,
+    payload: Bytes,
+    info: &'a AckInfo<'a>,
+    reason: Reason,
+    error: &'a ServiceError,
+}
+
+impl<'a> Letter<'a> {
+    fn of(
+        dlq: &Subject,
+        ctx: &'a Context,
+        payload: &Bytes,
+        info: &'a AckInfo<'a>,
+        reason: Reason,
+        error: &'a ServiceError,
+    ) -> Self {
+        Letter {
+            dlq: dlq.clone(),
+            subject: ctx.subject(),
+            headers: ctx.message_headers(),
+            payload: payload.clone(),
+            info,
+            reason,
+            error,
+        }
+    }
+}
+
+/// Publishes `letter` to the dead-letter stream (PubAck awaited), then acks the message. When
+/// the publish fails, naks it with `retry` instead (at once for `None`), so it is dead-lettered
+/// when it comes back.
+async fn dead_letter(
+    lane: &Lane,
+    reply: &Subject,
+    letter: Letter<'_>,
+    retry: Option<Duration>,
+) -> Outcome {
+    let Letter {
+        dlq,
+        subject,
+        headers: original,
+        payload,
+        info,
+        reason,
+        error,
+    } = letter;
+    let mut headers = HeaderMap::new();
+    if let Some(original) = original {
+        for (name, values) in original.iter() {
+            let text: &str = name.as_ref();
+            let jetstream_own = text
+                .get(..5)
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case("nats-"));
+            if jetstream_own || text == headers::DEADLINE_MS {
+                continue;
+            }
+            for value in values {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        if let Some(id) = original.get(NATS_MESSAGE_ID) {
+            headers.insert(DLQ_MSG_ID, id.clone());
+        }
+    }
+    headers.insert(DLQ_REASON, reason.as_str());
+    headers.insert(DLQ_SUBJECT, headers::sanitized_value(subject, usize::MAX));
+    headers.insert(
+        DLQ_STREAM,
+        headers::sanitized_value(info.stream, usize::MAX),
+    );
+    headers.insert(DLQ_SEQUENCE, HeaderValue::from(info.stream_sequence));
+    headers.insert(DLQ_ATTEMPTS, HeaderValue::from(info.delivered));
+    headers.insert(
+        DLQ_ERROR_KIND,
+        headers::sanitized_value(error.kind(), headers::MAX_ERROR_HEADER_LEN),
+    );
+    headers.insert(DLQ_ERROR_CODE, HeaderValue::from(error.code()));
+    headers.insert(
+        DLQ_ERROR_MESSAGE,
+        headers::sanitized_value(error.message(), headers::MAX_ERROR_HEADER_LEN),
+    );
+    headers.insert(
+        NATS_MESSAGE_ID,
+        headers::sanitized_value(
+            &format!("dlq:{}:{}", info.stream, info.stream_sequence),
+            usize::MAX,
+        ),
+    );
+
+    match publish_dead_letter(lane, dlq.clone(), headers, payload).await {
+        Ok(()) => {
+            tracing::error!(
+                %error,
+                reason = reason.as_str(),
+                attempts = info.delivered,
+                dead_letter_subject = %dlq,
+                "dead-lettered"
+            );
+            if lane.ack(reply).await {
+                Outcome::DeadLettered
+            } else {
+                Outcome::AckFailed
+            }
+        }
+        Err(publish) => {
+            tracing::error!(
+                %error,
+                reason = reason.as_str(),
+                %publish,
+                "failed to dead-letter; the message is returned and dead-lettered when it comes back"
+            );
+            if lane.nak(reply, retry).await {
+                Outcome::Retry
+            } else {
+                Outcome::NakFailed
+            }
+        }
+    }
+}
+
+/// Publishes a dead letter and awaits the PubAck, creating `NATSGEN_DLQ` when it is missing.
+async fn publish_dead_letter(
+    lane: &Lane,
+    subject: Subject,
+    headers: HeaderMap,
+    payload: Bytes,
+) -> Result<(), String> {
+    let mut created = false;
+    loop {
+        let publish = async {
+            lane.js
+                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                .await?
+                .await
+        };
+        let error = match tokio::time::timeout(CONFIRM_TIMEOUT, publish).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(error)) => {
+                if created || !matches!(error.kind(), PublishErrorKind::StreamNotFound) {
+                    return Err(error.to_string());
+                }
+                error.to_string()
+            }
+            // No stream answered (a core subscriber may have taken the message in its place).
+            Err(_) if !created => format!("no PubAck within {CONFIRM_TIMEOUT:?}"),
+            Err(_) => return Err(format!("no PubAck within {CONFIRM_TIMEOUT:?}")),
+        };
+        tracing::debug!(%error, "creating the dead-letter stream");
+        streams::ensure_dlq_stream(&lane.js)
+            .await
+            .map_err(|error| error.to_string())?;
+        created = true;
+    }
+}
+
+/// What a best-effort handler's loop and tasks share.
+struct Listener {
+    runtime: Arc<ServiceRuntime>,
+    index: usize,
+    endpoint: &'static EndpointDescriptor,
+    _guard: mpsc::Sender<()>,
+}
+
+async fn start_best_effort(
+    runtime: &Arc<ServiceRuntime>,
+    settings: &Settings,
+    index: usize,
+    endpoint: &'static EndpointDescriptor,
+) -> Result<Spawned, Error> {
+    let client = runtime.connection.nats();
+    let service = runtime.descriptor.name;
+    let subscribed = match endpoint.mode {
+        DeliveryMode::Shared => {
+            let group = streams::event_consumer_name(service, endpoint.name);
+            client.queue_subscribe(endpoint.subject, group).await
+        }
+        DeliveryMode::Broadcast => client.subscribe(endpoint.subject).await,
+    };
+    let subscriber = subscribed.map_err(|source| Error::Subscribe {
+        subject: endpoint.subject.to_owned(),
+        source,
+    })?;
+    // Publishers store every event; without a stream, this subscription would take their
+    // JetStream publishes in its place and leave them waiting for a PubAck.
+    let js = jetstream::new(client.clone());
+    streams::ensure_handler_stream(&js, runtime.descriptor.package, endpoint.subject).await?;
+    tracing::info!(
+        service,
+        handler = endpoint.name,
+        subject = endpoint.subject,
+        "listening (best effort)"
+    );
+    let listener = Arc::new(Listener {
+        runtime: Arc::clone(runtime),
+        index,
+        endpoint,
+        _guard: settings.guard.clone(),
+    });
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(listen(listener, subscriber, stopped));
+    Ok(Spawned { stop, task })
+}
+
+/// The loop of a best-effort handler: one task per event, each once a handler slot is free.
+/// On stop it unsubscribes (draining) and still handles what had arrived.
+async fn listen(
+    listener: Arc<Listener>,
+    mut subscriber: Subscriber,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut draining = false;
+    loop {
+        let message = if draining {
+            subscriber.next().await
+        } else {
+            tokio::select! {
+                biased;
+                _ = &mut stop => {
+                    draining = true;
+                    if let Err(error) = subscriber.drain().await {
+                        tracing::warn!(subject = listener.endpoint.subject, %error, "failed to drain");
+                        break;
+                    }
+                    continue;
+                }
+                message = subscriber.next() => message,
+            }
+        };
+        let Some(message) = message else { break };
+        let acquire = Arc::clone(&listener.runtime.permits).acquire_owned();
+        let permit = if draining {
+            acquire.await
+        } else {
+            let mut acquire = pin!(acquire);
+            tokio::select! {
+                biased;
+                permit = &mut acquire => permit,
+                _ = &mut stop => {
+                    draining = true;
+                    if let Err(error) = subscriber.drain().await {
+                        tracing::warn!(subject = listener.endpoint.subject, %error, "failed to drain");
+                    }
+                    acquire.await
+                }
+            }
+        };
+        let Ok(permit) = permit else { break };
+        tokio::spawn(handle_best_effort(Arc::clone(&listener), message, permit));
+    }
+    tracing::debug!(subject = listener.endpoint.subject, "stopped listening");
+}
+
+async fn handle_best_effort(
+    listener: Arc<Listener>,
+    message: Message,
+    permit: OwnedSemaphorePermit,
+) {
+    let received = Instant::now();
+    let runtime = &listener.runtime;
+    let endpoint = listener.endpoint;
+    let service = runtime.descriptor.name;
+    let ctx = Context::from_message(
+        &runtime.connection,
+        service,
+        endpoint.name,
+        message.subject,
+        message.headers,
+        1,
+    );
+    let span = tracing::info_span!(
+        "natsgen.event",
+        service,
+        method = endpoint.name,
+        call_id = %ctx.call_id(),
+        attempt = 1u32,
+        outcome = tracing::field::Empty,
+        duration_us = tracing::field::Empty,
+    );
+    async {
+        let result = run_handler(runtime, listener.index, ctx, message.payload, None).await;
+        drop(permit);
+        let elapsed = received.elapsed();
+        let error = result.err();
+        let outcome = match &error {
+            None => "ok",
+            Some(error) => {
+                tracing::warn!(%error, "a best-effort event handler failed; the event is dropped");
+                "failed"
+            }
+        };
+        runtime
+            .stats
+            .record(listener.index, elapsed, error.as_ref());
+        let span = tracing::Span::current();
+        span.record("outcome", outcome);
+        span.record("duration_us", elapsed.as_micros() as u64);
+    }
+    .instrument(span)
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AckInfo;
+
+    #[test]
+    fn ack_subjects_of_both_formats_parse() {
+        assert_eq!(
+            AckInfo::parse("$JS.ACK.ASYNC_jobs.jobs.3.17.5.1795730850976574915.42"),
+            Some(AckInfo {
+                stream: "ASYNC_jobs",
+                delivered: 3,
+                stream_sequence: 17,
+                pending: 42
+            })
+        );
+        assert_eq!(
+            AckInfo::parse(
+                "$JS.ACK._.HASH.EVENTS_jobs.ledger_record.1.9.9.1795730850976574915.0.r4nd0m"
+            ),
+            Some(AckInfo {
+                stream: "EVENTS_jobs",
+                delivered: 1,
+                stream_sequence: 9,
+                pending: 0
+            })
+        );
+        assert_eq!(
+            AckInfo::parse("$JS.ACK._.HASH.S.C.2.9.9.1795730850976574915.5.token.more.tokens"),
+            Some(AckInfo {
+                stream: "S",
+                delivered: 2,
+                stream_sequence: 9,
+                pending: 5
+            })
+        );
+        assert_eq!(AckInfo::parse("_INBOX.abc"), None);
+        assert_eq!(AckInfo::parse("$JS.ACK.S.C.x.1.1.1.0"), None);
+        assert_eq!(AckInfo::parse("$JS.ACK.S.C.1.1.1.0"), None);
+    }
+}
