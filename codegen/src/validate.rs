@@ -1239,12 +1239,12 @@ impl Validator<'_> {
         is_handler: bool,
     ) {
         let rust = names::escape(name);
-        if name == "new" && !is_handler {
+        if matches!(name, "new" | "with_options" | "with_retry") && !is_handler {
             let d = self
                 .diag(
                     "natsgen::reserved_name",
                     loc,
-                    format!("'new' is reserved in {what}: the generated client's constructor"),
+                    format!("'{name}' is reserved in {what}: the generated client has a method of that name"),
                 )
                 .label("reserved")
                 .help("choose another name, e.g. 'create'");

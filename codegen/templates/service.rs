@@ -112,6 +112,16 @@ impl {{ s.client }} {
     pub fn new(connection: &{{ rt }}::Connection) -> Self {
         Self { core: {{ rt }}::codegen::ClientCore::new(connection, &{{ private }}::{{ s.descriptor }}) }
     }
+
+    /// The same client with other defaults (retries) than its connection's.
+    pub fn with_options(self, options: {{ rt }}::ClientOptions) -> Self {
+        Self { core: self.core.with_options(options) }
+    }
+
+    /// The same client, retrying calls that certainly did not run (no responders, busy) this way.
+    pub fn with_retry(self, retry: {{ rt }}::CallRetry) -> Self {
+        Self { core: self.core.with_retry(retry) }
+    }
 {%- for m in s.calls %}
 
     {%- for d in m.docs %}{{ d }}{% endfor %}
@@ -130,6 +140,16 @@ impl {{ s.client }} {
         )
     }
 {%- endfor %}
+}
+
+impl {{ rt }}::codegen::GeneratedClient for {{ s.client }} {
+    fn descriptor() -> &'static {{ rt }}::codegen::ServiceDescriptor {
+        &{{ private }}::{{ s.descriptor }}
+    }
+
+    fn from_core(core: {{ rt }}::codegen::ClientCore) -> Self {
+        Self { core }
+    }
 }
 
 impl {{ s.api }} for {{ s.client }} {

@@ -41,7 +41,7 @@ impl ClientCore {
             endpoint,
             params,
             options: CallOptions::default(),
-            context: None,
+            context: self.context().cloned(),
         }
     }
 }

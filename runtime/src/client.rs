@@ -117,6 +117,7 @@ pub struct ClientCore {
     connection: Connection,
     descriptor: &'static ServiceDescriptor,
     breaker: Option<Arc<CircuitBreaker>>,
+    context: Option<Context>,
 }
 
 impl ClientCore {
@@ -127,7 +128,21 @@ impl ClientCore {
             connection: connection.clone(),
             breaker: connection.circuit_breaker(descriptor.name),
             descriptor,
+            context: None,
         }
+    }
+
+    /// The same client, making every call part of the call `ctx` belongs to: calls join its
+    /// caller chain, continue its trace and wait no longer than its remaining time. This is what
+    /// [`Context::client`] gives handlers.
+    pub fn with_context(mut self, ctx: &Context) -> Self {
+        self.context = Some(ctx.clone());
+        self
+    }
+
+    /// The context calls are made in, if any.
+    pub(crate) fn context(&self) -> Option<&Context> {
+        self.context.as_ref()
     }
 
     /// The same client with other defaults than its connection's (the circuit breaker stays
@@ -187,7 +202,7 @@ impl ClientCore {
             endpoint,
             params,
             options: CallOptions::default(),
-            context: None,
+            context: self.context.clone(),
             marker: PhantomData,
         }
     }

@@ -17,6 +17,15 @@ pub use uuid;
 
 pub use crate::async_call::AsyncCall;
 pub use crate::client::{ClientCore, RpcCall};
+
+/// Implemented by every generated `<Service>Client`, so [`Context::client`](crate::Context::client)
+/// can build one.
+pub trait GeneratedClient: Sized {
+    /// The service the client calls.
+    fn descriptor() -> &'static ServiceDescriptor;
+    /// A client over a prepared core.
+    fn from_core(core: ClientCore) -> Self;
+}
 pub use crate::events::{
     decode_event, encode_event, unknown_topic, EventPublisher, EventSet, EventsDescriptor, Publish,
 };

@@ -152,6 +152,19 @@ impl Context {
         E::from_connection(&self.inner.connection)
     }
 
+    /// A typed client of another service whose calls belong to this call: they join the caller
+    /// chain, continue the trace and inherit the remaining deadline.
+    ///
+    /// ```ignore
+    /// let payment = ctx.client::<ecommerce::OrderServiceClient>().process_payment(id, total).await?;
+    /// ```
+    pub fn client<C: crate::codegen::GeneratedClient>(&self) -> C {
+        C::from_core(
+            crate::codegen::ClientCore::new(&self.inner.connection, C::descriptor())
+                .with_context(self),
+        )
+    }
+
     /// The id of this call.
     pub fn call_id(&self) -> &str {
         &self.inner.call_id

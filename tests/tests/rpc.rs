@@ -47,10 +47,8 @@ impl Greeter for GreeterImpl {
     }
 
     async fn relay(&self, ctx: &Context, name: String) -> Result<Greeting, ServiceError> {
-        let mut greeting = GreeterClient::new(ctx.connection())
-            .greet(name)
-            .context(ctx)
-            .await?;
+        // A client from the context: its calls join this call's chain, trace and deadline.
+        let mut greeting = ctx.client::<GreeterClient>().greet(name).await?;
         greeting.message = format!("{} (relayed by call {})", greeting.message, ctx.call_id());
         Ok(greeting)
     }
