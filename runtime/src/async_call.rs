@@ -203,7 +203,10 @@ impl AsyncCall {
             service,
             method = descriptor.name,
             call_id = %call_id,
+            outcome = tracing::field::Empty,
+            duration_us = tracing::field::Empty,
         );
+        let started = std::time::Instant::now();
         let publish = Publish {
             core: &core,
             descriptor,
@@ -211,7 +214,10 @@ impl AsyncCall {
             payload,
             timeout,
         };
-        publish.with_retries(retry).instrument(span).await
+        let result = publish.with_retries(retry).instrument(span.clone()).await;
+        span.record("outcome", crate::client::call_outcome(&result));
+        span.record("duration_us", started.elapsed().as_micros() as u64);
+        result
     }
 }
 

@@ -340,21 +340,43 @@ where
             service,
             method = descriptor.name,
             call_id = %call_id,
+            outcome = tracing::field::Empty,
+            duration_us = tracing::field::Empty,
         );
+        let started = std::time::Instant::now();
         let call = Attempts {
             core: &core,
             descriptor,
             timeout,
         };
         let result = match retry {
-            None => call.once(headers, payload, timeout).instrument(span).await,
+            None => {
+                call.once(headers, payload, timeout)
+                    .instrument(span.clone())
+                    .await
+            }
             Some(retry) => {
                 call.with_retries(retry, headers, payload)
-                    .instrument(span)
+                    .instrument(span.clone())
                     .await
             }
         };
+        span.record("outcome", call_outcome(&result));
+        span.record("duration_us", started.elapsed().as_micros() as u64);
         result.map_err(|error| error.map_service(E::from_service_error))
+    }
+}
+
+/// The `outcome` of a call's span: `ok`, or what went wrong (a service error's kind).
+pub(crate) fn call_outcome<T>(result: &Result<T, CallError<ServiceError>>) -> &str {
+    match result {
+        Ok(_) => "ok",
+        Err(CallError::Service(error)) => error.kind(),
+        Err(CallError::Timeout { .. }) => "timeout",
+        Err(CallError::ServiceUnavailable { .. }) => "service_unavailable",
+        Err(CallError::Disconnected) => "disconnected",
+        Err(CallError::CircuitOpen { .. }) => "circuit_open",
+        Err(_) => "error",
     }
 }
 
