@@ -20,6 +20,7 @@ mod {{ private }} {
         package: {{ d.package }},
         version: {{ d.version }},
         description: {{ d.description }},
+        topics: &[{% for t in topics %}{{ t }},{% endfor %}],
         endpoints: &[
         {%- for e in d.endpoints %}
             {{ rt }}::codegen::EndpointDescriptor {

@@ -49,6 +49,8 @@ struct Inner {
 struct Shared {
     breakers: BreakerRegistry,
     jetstream: OnceLock<jetstream::Context>,
+    /// Packages whose event stream this connection has made sure of.
+    event_streams: std::sync::Mutex<std::collections::HashSet<&'static str>>,
 }
 
 impl Connection {
@@ -74,6 +76,7 @@ impl Connection {
                 shared: Arc::new(Shared {
                     breakers: BreakerRegistry::new(circuit_breaker),
                     jetstream: OnceLock::new(),
+                    event_streams: std::sync::Mutex::new(std::collections::HashSet::new()),
                 }),
                 client_options,
             }),
@@ -128,6 +131,22 @@ impl Connection {
     /// The breaker of `service`, created on first use; `None` when breakers are off.
     pub(crate) fn circuit_breaker(&self, service: &'static str) -> Option<Arc<CircuitBreaker>> {
         self.inner.shared.breakers.breaker(service)
+    }
+
+    /// Whether this connection already made sure `package`'s event stream exists.
+    pub(crate) fn event_stream_known(&self, package: &'static str) -> bool {
+        self.inner
+            .shared
+            .event_streams
+            .lock()
+            .map_or(false, |known| known.contains(package))
+    }
+
+    /// Remembers that `package`'s event stream exists.
+    pub(crate) fn remember_event_stream(&self, package: &'static str) {
+        if let Ok(mut known) = self.inner.shared.event_streams.lock() {
+            known.insert(package);
+        }
     }
 
     /// The JetStream context async calls publish through, made on first use (it runs a task).

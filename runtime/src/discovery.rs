@@ -658,6 +658,7 @@ mod tests {
         package: "pkg",
         version: "",
         description: "A service.",
+        topics: &[],
         endpoints: &ENDPOINTS,
     };
 

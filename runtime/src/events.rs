@@ -163,8 +163,17 @@ impl Publish {
         if let Some(ctx) = &publisher.context {
             headers::propagate(&mut map, ctx);
         }
-        let js = async_nats::jetstream::new(publisher.connection.nats().clone());
-        let mut created = false;
+        let js = publisher.connection.async_call_jetstream();
+        // Once per connection and package: make sure the stream captures every declared topic
+        // before the first publish, so no publish lands on a topic no stream captures (where a
+        // core subscriber would take it in the stream's place and no PubAck would come).
+        if !publisher.connection.event_stream_known(descriptor.package) {
+            ensure_event_stream(js, descriptor.package, descriptor.topics).await?;
+            publisher
+                .connection
+                .remember_event_stream(descriptor.package);
+        }
+        let mut retried = false;
         loop {
             let ack = js
                 .publish_with_headers(subject, map.clone(), payload.clone())
@@ -179,15 +188,17 @@ impl Publish {
                 // (the event id makes the retry safe). A timeout counts too: with no stream, a
                 // core subscriber of the topic (a best-effort handler, a `nats sub`) takes the
                 // publish in the stream's place and never acks it.
+                // The stream was deleted since: create it again (the event id makes the retry
+                // safe).
                 Err(e)
-                    if !created
+                    if !retried
                         && matches!(
                             e.kind(),
                             PublishErrorKind::StreamNotFound | PublishErrorKind::TimedOut
                         ) =>
                 {
-                    ensure_event_stream(&js, descriptor.package, descriptor.topics).await?;
-                    created = true;
+                    ensure_event_stream(js, descriptor.package, descriptor.topics).await?;
+                    retried = true;
                 }
                 Err(e) => {
                     return Err(Error::Publish {

@@ -22,6 +22,9 @@ pub struct ServiceDescriptor {
     pub version: &'static str,
     /// The schema's description.
     pub description: &'static str,
+    /// The topics the service's package declares: a host serving it makes sure the package's
+    /// event stream captures all of them.
+    pub topics: &'static [&'static str],
     /// The methods and event handlers, in declaration order. [`Service::call`] and
     /// [`ClientCore::rpc`](crate::codegen::ClientCore::rpc) address them by index.
     pub endpoints: &'static [EndpointDescriptor],

@@ -229,6 +229,11 @@ impl Lane {
             max_deliver: -1,
             ..Default::default()
         };
+        if !matches!(self.source, Source::Async) && !descriptor.topics.is_empty() {
+            // The package's stream captures all its declared topics, not only those handled
+            // here, so a publish of any of them finds a stream.
+            streams::ensure_event_stream(&self.js, descriptor.package, descriptor.topics).await?;
+        }
         let (stream, config) = match self.source {
             Source::Async => {
                 let stream = streams::ensure_async_stream(&self.js, service).await?;

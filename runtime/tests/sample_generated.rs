@@ -148,6 +148,7 @@ static ORDER_SERVICE_DESCRIPTOR: ::natsgen::codegen::ServiceDescriptor =
         package: "shop",
         version: "1.0.0",
         description: "Creates orders and takes payments.",
+        topics: &[],
         endpoints: &[
             ::natsgen::codegen::EndpointDescriptor {
                 name: "create_order",
