@@ -139,7 +139,7 @@ impl Connection {
             .shared
             .event_streams
             .lock()
-            .map_or(false, |known| known.contains(package))
+            .is_ok_and(|known| known.contains(package))
     }
 
     /// Remembers that `package`'s event stream exists.
