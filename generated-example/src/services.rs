@@ -400,6 +400,12 @@ impl OrderService for Orders {
         if let Some(order) = self.store().get_mut(&payment.order_id) {
             order.status = OrderStatus::Paid;
         }
+        say!(
+            "[Payments] Charged {} for {}: {}",
+            usd(payment.amount),
+            payment.order_id,
+            payment.transaction_id
+        );
         self.shared
             .record(Happened::PaymentCompleted(payment.clone()));
         Ok(payment)
