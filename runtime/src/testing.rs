@@ -1597,15 +1597,17 @@ impl NatsCluster {
         }
     }
 
-    /// Creates (and deletes) an in-memory stream with one replica per server. The meta leader
-    /// places streams only once it has every peer's JetStream config and stats, which no
-    /// monitoring endpoint shows; until then an R3 stream fails with "no suitable peers".
+    /// Creates (and deletes) a file-backed stream with one replica per server, twice in a row.
+    /// The meta leader places streams only once it has every peer's JetStream config and stats,
+    /// which no monitoring endpoint shows; until then an R3 stream fails with "no suitable
+    /// peers" (and right after startup a peer can still flap to "offline" once).
     async fn wait_placement(&self, deadline: Instant, timeout: Duration) -> Result<(), Error> {
         use async_nats::jetstream::stream::{Config, StorageType};
         const PROBE: &str = "NATSGEN_TESTING_READY";
         let replicas = self.nodes.len();
         let mut last_error = String::from("no attempt finished");
         let mut client = None;
+        let mut successes = 0;
         while Instant::now() < deadline {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let attempt = async {
@@ -1626,7 +1628,7 @@ impl NatsCluster {
                     name: PROBE.to_string(),
                     subjects: vec!["natsgen.testing.ready".to_string()],
                     num_replicas: replicas,
-                    storage: StorageType::Memory,
+                    storage: StorageType::File,
                     ..Config::default()
                 })
                 .await
@@ -1644,9 +1646,20 @@ impl NatsCluster {
                     .map_err(|e| format!("deleting the probe stream: {e}"))
             };
             match tokio::time::timeout(remaining, attempt).await {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) => last_error = e,
-                Err(_) => last_error = "timed out".to_string(),
+                Ok(Ok(())) => {
+                    successes += 1;
+                    if successes == 2 {
+                        return Ok(());
+                    }
+                }
+                Ok(Err(e)) => {
+                    successes = 0;
+                    last_error = e;
+                }
+                Err(_) => {
+                    successes = 0;
+                    last_error = "timed out".to_string();
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -229,17 +229,28 @@ async fn cluster_of_three_starts_routes_and_replicates() {
     };
     assert_eq!(&received.payload[..], b"hi");
 
-    // Clustered JetStream: an R3 stream can be created.
+    // Clustered JetStream: an R3 stream can be created. Right after a cluster forms, the meta
+    // leader can still count a peer "offline" for a moment (the server's own view, not ours), so
+    // placement gets a few seconds; a cluster that cannot place at all still fails here.
     let js = async_nats::jetstream::new(pub_client);
-    let mut stream = js
-        .create_stream(async_nats::jetstream::stream::Config {
-            name: "R3".into(),
-            subjects: vec!["r3.>".into()],
-            num_replicas: 3,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut stream = loop {
+        let created = js
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: "R3".into(),
+                subjects: vec!["r3.>".into()],
+                num_replicas: 3,
+                ..Default::default()
+            })
+            .await;
+        match created {
+            Ok(stream) => break stream,
+            Err(e) if e.to_string().contains("no suitable peers") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("an R3 stream cannot be placed: {e}"),
+        }
+    };
     assert_eq!(stream.info().await.unwrap().config.num_replicas, 3);
 }
 
