@@ -25,6 +25,9 @@ pub mod disco {
 pub mod flaky {
     natsgen::include_schema!("flaky");
 }
+pub mod bench {
+    natsgen::include_schema!("bench");
+}
 
 /// The same generated code under `#![no_implicit_prelude]`: it must name everything by path.
 #[no_implicit_prelude]

@@ -1,0 +1,1205 @@
+//! natsgen against raw async-nats on the same nats-server, in the same run: the ratios of
+//! DESIGN.md's performance targets. A benchmark, not a test: misses are reported, never asserted.
+//!
+//! ```sh
+//! NATS_SERVER_BIN=/path/to/nats-server cargo bench -p natsgen-tests --bench throughput
+//! ```
+//!
+//! Environment: `NATSGEN_BENCH_SCALE` (default 1) scales every count; `NATSGEN_BENCH_CASES`
+//! (comma-separated: `sequential,concurrent,async,events,codegen`) runs only some cases;
+//! `NATSGEN_BENCH_BREAKDOWN=1` adds variants that show where natsgen's overhead comes from.
+//!
+//! Every case runs its variants (raw, natsgen, and the breakdown's) in [`ROUNDS`] interleaved
+//! rounds after one warm-up each; the tables report the median round. See `docs/PERFORMANCE.md`.
+
+use std::fmt::Write as _;
+use std::future::{Future, IntoFuture};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, FuturesUnordered, StreamExt, TryStreamExt};
+use futures_util::FutureExt;
+use natsgen::testing::NatsServer;
+use natsgen::{Context, Host, HostHandle, ServiceError};
+use natsgen_tests::bench::{
+    BenchTick, Echo, EchoClient, EchoServer, Events, MirrorClient, SinkClient, Tally, TallyServer,
+};
+use tokio::sync::{Notify, Semaphore};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Outcome = Result<(), BoxError>;
+
+/// Rounds per case; the median round is reported.
+const ROUNDS: usize = 3;
+/// Requests in flight in the concurrent RPC case.
+const RPC_IN_FLIGHT: usize = 64;
+/// PubAcks in flight in the durable cases.
+const ACKS_IN_FLIGHT: usize = 512;
+/// Length of the `body` string of every request, async call and event.
+const BODY_LEN: usize = 64;
+/// Methods of the schema of the generation case.
+const GENERATED_METHODS: usize = 1_000;
+/// How long one wait may take before the benchmark gives up (a hang, not a slow run).
+const PATIENCE: Duration = Duration::from_secs(120);
+/// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SECOND: u64 = 100;
+
+/// Subjects and streams of the raw side; natsgen uses none of them.
+const RAW_RPC_SUBJECT: &str = "rawbench.rpc.ping";
+const RAW_ASYNC_STREAM: &str = "RAWBENCH_ASYNC";
+const RAW_ASYNC_SUBJECT: &str = "rawbench.async.record";
+const RAW_EVENTS_STREAM: &str = "RAWBENCH_EVENTS";
+const RAW_EVENT_SUBJECT: &str = "rawbench.tick";
+/// Breakdown: events for raw consumers that handle them with a task per message, with plain
+/// and with confirmed acks.
+const RAW_EVENT_SUBJECT_TASKS: &str = "rawbench.tick_tasks";
+const RAW_EVENT_SUBJECT_CONFIRMED: &str = "rawbench.tick_confirmed";
+/// Breakdown: raw responders answering from a task per request, without and with a deadline.
+const RAW_RPC_SUBJECT_SPAWNED: &str = "rawbench.rpc.spawned";
+const RAW_RPC_SUBJECT_DEADLINE: &str = "rawbench.rpc.deadline";
+/// The subject of the `mirror` service, which a raw responder answers.
+const MIRROR_SUBJECT: &str = "mirror.rpc.ping";
+
+/// How many operations one round does, scaled by `NATSGEN_BENCH_SCALE`.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    sequential: usize,
+    concurrent: usize,
+    durable_async: usize,
+    events: usize,
+}
+
+impl Counts {
+    fn new(scale: f64) -> Self {
+        let scaled = |base: f64, min: usize| ((base * scale).round() as usize).max(min);
+        Counts {
+            sequential: scaled(3_000.0, 100),
+            concurrent: scaled(30_000.0, 1_000),
+            durable_async: scaled(40_000.0, 1_000),
+            events: scaled(30_000.0, 1_000),
+        }
+    }
+}
+
+fn scale() -> f64 {
+    match std::env::var("NATSGEN_BENCH_SCALE") {
+        Ok(text) => match text.trim().parse::<f64>() {
+            Ok(scale) if scale.is_finite() && scale > 0.0 => scale,
+            _ => {
+                eprintln!("NATSGEN_BENCH_SCALE={text:?} is not a positive number; using 1");
+                1.0
+            }
+        },
+        Err(_) => 1.0,
+    }
+}
+
+/// The cases, by the names `NATSGEN_BENCH_CASES` takes.
+const CASES: [&str; 5] = ["sequential", "concurrent", "async", "events", "codegen"];
+
+/// The cases to run: `NATSGEN_BENCH_CASES`, else all.
+fn selected_cases() -> Result<Vec<&'static str>, BoxError> {
+    let Ok(list) = std::env::var("NATSGEN_BENCH_CASES") else {
+        return Ok(CASES.to_vec());
+    };
+    let mut cases = Vec::new();
+    for name in list
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+    {
+        match CASES.iter().find(|case| **case == name) {
+            Some(case) => cases.push(*case),
+            None => return Err(format!("unknown case {name:?}; the cases are {CASES:?}").into()),
+        }
+    }
+    Ok(cases)
+}
+
+async fn within<F: IntoFuture>(what: &str, future: F) -> Result<F::Output, BoxError> {
+    tokio::time::timeout(PATIENCE, future.into_future())
+        .await
+        .map_err(|_| format!("{what}: no progress within {PATIENCE:?}").into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The natsgen services: handlers that do (next to) nothing.
+
+struct EchoImpl;
+
+impl Echo for EchoImpl {
+    async fn ping(&self, _ctx: &Context, seq: u64, _body: String) -> Result<u64, ServiceError> {
+        Ok(seq)
+    }
+}
+
+/// Counts handled events and wakes the waiter when the target is reached.
+#[derive(Default)]
+struct Counter {
+    count: AtomicU64,
+    target: AtomicU64,
+    done: Notify,
+}
+
+impl Counter {
+    fn arm(&self, target: usize) {
+        self.count.store(0, Ordering::SeqCst);
+        self.target.store(target as u64, Ordering::SeqCst);
+    }
+
+    fn hit(&self) {
+        let seen = self.count.fetch_add(1, Ordering::AcqRel) + 1;
+        if seen == self.target.load(Ordering::Acquire) {
+            self.done.notify_one();
+        }
+    }
+}
+
+struct TallyImpl(Arc<Counter>);
+
+impl Tally for TallyImpl {
+    async fn count(&self, _ctx: &Context, _event: BenchTick) -> Result<(), ServiceError> {
+        self.0.hit();
+        Ok(())
+    }
+}
+
+async fn start_host(
+    url: &str,
+    tally: &Arc<Counter>,
+    max_concurrency: usize,
+) -> Result<HostHandle, BoxError> {
+    let connection = natsgen::connect(url).await?;
+    Ok(Host::new(connection)
+        .max_concurrency(max_concurrency)
+        .serve(EchoServer::new(EchoImpl))
+        .serve(TallyServer::new(TallyImpl(Arc::clone(tally))))
+        .start()
+        .await?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring.
+
+/// CPU time (user + system) a process has used so far, from `/proc` (Linux only).
+fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let text = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name: state is the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 1_000 / TICKS_PER_SECOND))
+}
+
+/// One measured round.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    /// Operations per second.
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    /// Events: operations per second of the publishing alone (until the last PubAck).
+    publish_rate: Option<f64>,
+    /// CPU time per operation of this process (callers and services) and of nats-server.
+    own_cpu: Option<Duration>,
+    server_cpu: Option<Duration>,
+}
+
+/// Wall clock and CPU clocks at the start of a round.
+struct Stopwatch {
+    wall: Instant,
+    own: Option<Duration>,
+    server: Option<Duration>,
+    server_pid: Option<u32>,
+}
+
+impl Stopwatch {
+    fn start(server_pid: Option<u32>) -> Self {
+        Stopwatch {
+            own: cpu_time(None),
+            server: server_pid.and_then(|pid| cpu_time(Some(pid))),
+            server_pid,
+            wall: Instant::now(),
+        }
+    }
+
+    fn finish(self, n: usize, latencies: Option<Vec<Duration>>) -> Sample {
+        let elapsed = self.wall.elapsed();
+        let per_op = |before: Option<Duration>, after: Option<Duration>| {
+            Some(after?.saturating_sub(before?) / u32::try_from(n.max(1)).ok()?)
+        };
+        let (p50, p99) = match latencies {
+            Some(mut latencies) => {
+                latencies.sort_unstable();
+                (percentile(&latencies, 50), percentile(&latencies, 99))
+            }
+            None => (Duration::ZERO, Duration::ZERO),
+        };
+        Sample {
+            rate: rate(n, elapsed),
+            p50,
+            p99,
+            publish_rate: None,
+            own_cpu: per_op(self.own, cpu_time(None)),
+            server_cpu: per_op(
+                self.server,
+                self.server_pid.and_then(|pid| cpu_time(Some(pid))),
+            ),
+        }
+    }
+}
+
+fn rate(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+fn percentile(sorted: &[Duration], pct: usize) -> Duration {
+    match sorted.len() {
+        0 => Duration::ZERO,
+        len => sorted[(len * pct / 100).min(len - 1)],
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// A way of doing a case's operations, `n` at a time.
+struct Variant<'a> {
+    label: String,
+    run: Box<dyn Fn(usize) -> BoxFuture<'a, Result<Sample, BoxError>> + 'a>,
+    samples: Vec<Sample>,
+}
+
+impl<'a> Variant<'a> {
+    fn new<F, Fut>(label: impl Into<String>, run: F) -> Self
+    where
+        F: Fn(usize) -> Fut + 'a,
+        Fut: Future<Output = Result<Sample, BoxError>> + Send + 'a,
+    {
+        Variant {
+            label: label.into(),
+            run: Box::new(move |n| run(n).boxed()),
+            samples: Vec::new(),
+        }
+    }
+
+    fn median(&self, key: impl Fn(&Sample) -> Option<f64>) -> f64 {
+        median(self.samples.iter().filter_map(key).collect())
+    }
+
+    fn rate(&self) -> f64 {
+        self.median(|s| Some(s.rate))
+    }
+
+    fn micros(&self, which: fn(&Sample) -> Duration) -> f64 {
+        self.median(|s| Some(which(s).as_secs_f64() * 1e6))
+    }
+
+    fn cpu_micros(&self, which: fn(&Sample) -> Option<Duration>) -> Option<f64> {
+        let value = self.median(|s| which(s).map(|cpu| cpu.as_secs_f64() * 1e6));
+        value.is_finite().then_some(value)
+    }
+
+    /// One line: the rounds' rates, and CPU per operation.
+    fn describe(&self) -> String {
+        let rates: Vec<String> = self
+            .samples
+            .iter()
+            .map(|s| format!("{:.1}", s.rate / 1e3))
+            .collect();
+        let mut line = format!("    {:<58} [{}] k/s", self.label, rates.join(" "));
+        let publish = self.median(|s| s.publish_rate);
+        if publish.is_finite() {
+            let _ = write!(line, ", publishing alone {:.1} k/s", publish / 1e3);
+        }
+        if let (Some(own), Some(server)) = (
+            self.cpu_micros(|s| s.own_cpu),
+            self.cpu_micros(|s| s.server_cpu),
+        ) {
+            let _ = write!(
+                line,
+                "; CPU/op: bench process {own:.1} µs, nats-server {server:.1} µs"
+            );
+        }
+        line
+    }
+}
+
+/// Runs every variant once with `warm_up` operations, then [`ROUNDS`] interleaved rounds of
+/// `count`, and prints them.
+async fn measure(
+    title: &str,
+    warm_up: usize,
+    count: usize,
+    variants: &mut [Variant<'_>],
+) -> Result<(), BoxError> {
+    println!("{title} ({count} per round)");
+    for variant in variants.iter() {
+        (variant.run)(warm_up).await?;
+    }
+    for _ in 0..ROUNDS {
+        for variant in variants.iter_mut() {
+            let sample = (variant.run)(count).await?;
+            variant.samples.push(sample);
+        }
+    }
+    for variant in variants.iter() {
+        println!("{}", variant.describe());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operations.
+
+/// The params object every request, async call and event carries, as natsgen encodes it.
+fn params(seq: u64, body: &str) -> Result<Bytes, BoxError> {
+    Ok(Bytes::from(serde_json::to_vec(&serde_json::json!({
+        "seq": seq,
+        "body": body,
+    }))?))
+}
+
+struct Bench {
+    server_pid: Option<u32>,
+    raw: async_nats::Client,
+    raw_js: jetstream::Context,
+    echo: EchoClient,
+    mirror: MirrorClient,
+    sink: SinkClient,
+    events: Events,
+    tally: Arc<Counter>,
+    raw_tally: Arc<Counter>,
+    raw_tasks_tally: Arc<Counter>,
+    raw_confirmed_tally: Arc<Counter>,
+    body: String,
+    payload: Bytes,
+    /// Makes every `Nats-Msg-Id` of the raw publishes with natsgen's headers unique.
+    msg_ids: AtomicU64,
+}
+
+impl Bench {
+    fn stopwatch(&self) -> Stopwatch {
+        Stopwatch::start(self.server_pid)
+    }
+
+    /// `n` calls one after the other, timing each.
+    async fn sequential<F, Fut>(&self, n: usize, call: F) -> Result<Sample, BoxError>
+    where
+        F: Fn(u64) -> Fut,
+        Fut: Future<Output = Outcome>,
+    {
+        let mut latencies = Vec::with_capacity(n);
+        let watch = self.stopwatch();
+        for seq in 0..n as u64 {
+            let started = Instant::now();
+            call(seq).await?;
+            latencies.push(started.elapsed());
+        }
+        Ok(watch.finish(n, Some(latencies)))
+    }
+
+    /// `n` calls, `in_flight` at a time.
+    async fn concurrent<F, Fut>(
+        &self,
+        n: usize,
+        in_flight: usize,
+        call: F,
+    ) -> Result<Sample, BoxError>
+    where
+        F: Fn(u64) -> Fut,
+        Fut: Future<Output = Outcome>,
+    {
+        let watch = self.stopwatch();
+        stream::iter(0..n as u64)
+            .map(call)
+            .buffer_unordered(in_flight)
+            .try_for_each(|()| async { Ok(()) })
+            .await?;
+        Ok(watch.finish(n, None))
+    }
+
+    // Request-reply.
+
+    async fn raw_request(&self, subject: &'static str) -> Outcome {
+        self.raw.request(subject, self.payload.clone()).await?;
+        Ok(())
+    }
+
+    /// Breakdown: a raw request carrying the three headers a natsgen call sends.
+    async fn raw_request_with_headers(&self) -> Outcome {
+        let request = async_nats::Request::new()
+            .headers(call_headers(None))
+            .payload(self.payload.clone());
+        self.raw.send_request(RAW_RPC_SUBJECT, request).await?;
+        Ok(())
+    }
+
+    async fn natsgen_ping(&self, seq: u64) -> Outcome {
+        self.echo.ping(seq, self.body.clone()).await?;
+        Ok(())
+    }
+
+    async fn natsgen_mirror_ping(&self, seq: u64) -> Outcome {
+        self.mirror.ping(seq, self.body.clone()).await?;
+        Ok(())
+    }
+
+    // Durable publishing.
+
+    /// Raw JetStream publishing at async-nats's fastest: publishes go out one after the other
+    /// and at most [`ACKS_IN_FLIGHT`] PubAcks are awaited at a time.
+    async fn raw_publish(&self, subject: &'static str, n: usize, headers: bool) -> Outcome {
+        let mut acks = FuturesUnordered::new();
+        for _ in 0..n {
+            if acks.len() >= ACKS_IN_FLIGHT {
+                if let Some(ack) = acks.next().await {
+                    ack?;
+                }
+            }
+            let ack: PublishAckFuture = if headers {
+                let headers = call_headers(Some(self.next_msg_id()));
+                self.raw_js
+                    .publish_with_headers(subject, headers, self.payload.clone())
+                    .await?
+            } else {
+                self.raw_js.publish(subject, self.payload.clone()).await?
+            };
+            acks.push(ack.into_future());
+        }
+        while let Some(ack) = acks.next().await {
+            ack?;
+        }
+        Ok(())
+    }
+
+    fn next_msg_id(&self) -> String {
+        format!("record:{}", self.msg_ids.fetch_add(1, Ordering::Relaxed))
+    }
+
+    async fn raw_async(&self, n: usize, headers: bool) -> Result<Sample, BoxError> {
+        let watch = self.stopwatch();
+        self.raw_publish(RAW_ASYNC_SUBJECT, n, headers).await?;
+        Ok(watch.finish(n, None))
+    }
+
+    /// Breakdown: raw publishes with natsgen's headers, one future (publish, then PubAck) per
+    /// call, as a caller of natsgen writes it.
+    async fn raw_async_per_call(&self, n: usize) -> Result<Sample, BoxError> {
+        self.concurrent(n, ACKS_IN_FLIGHT, |_| async {
+            let headers = call_headers(Some(self.next_msg_id()));
+            self.raw_js
+                .publish_with_headers(RAW_ASYNC_SUBJECT, headers, self.payload.clone())
+                .await?
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn natsgen_async(&self, n: usize) -> Result<Sample, BoxError> {
+        self.concurrent(n, ACKS_IN_FLIGHT, |seq| async move {
+            self.sink.record(seq, self.body.clone()).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    // Events: from the first publish until all `n` are handled.
+
+    async fn raw_events(&self, n: usize, subject: &'static str) -> Result<Sample, BoxError> {
+        let counter = match subject {
+            RAW_EVENT_SUBJECT_TASKS => &self.raw_tasks_tally,
+            RAW_EVENT_SUBJECT_CONFIRMED => &self.raw_confirmed_tally,
+            _ => &self.raw_tally,
+        };
+        counter.arm(n);
+        let done = counter.done.notified();
+        let watch = self.stopwatch();
+        self.raw_publish(subject, n, false).await?;
+        let published = watch.wall.elapsed();
+        within("raw events", done).await?;
+        Ok(Sample {
+            publish_rate: Some(rate(n, published)),
+            ..watch.finish(n, None)
+        })
+    }
+
+    async fn natsgen_events(&self, n: usize) -> Result<Sample, BoxError> {
+        self.tally.arm(n);
+        let done = self.tally.done.notified();
+        let watch = self.stopwatch();
+        stream::iter(0..n as u64)
+            .map(|seq| async move {
+                let event = BenchTick {
+                    seq,
+                    body: self.body.clone(),
+                };
+                self.events.bench_tick(&event).await
+            })
+            .buffer_unordered(ACKS_IN_FLIGHT)
+            .try_for_each(|()| async { Ok(()) })
+            .await?;
+        let published = watch.wall.elapsed();
+        within("natsgen events", done).await?;
+        Ok(Sample {
+            publish_rate: Some(rate(n, published)),
+            ..watch.finish(n, None)
+        })
+    }
+}
+
+/// The headers a natsgen call carries (call id, deadline, trace context), with fixed values;
+/// with a `Nats-Msg-Id` for async calls.
+fn call_headers(msg_id: Option<String>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(msg_id) = msg_id {
+        headers.insert("Nats-Msg-Id", msg_id.as_str());
+    }
+    headers.insert("Natsgen-Call-Id", "0190b6f2-4c1e-7d3a-9f00-5c2b7e8a1d42");
+    headers.insert("Natsgen-Deadline-Ms", "30000");
+    headers.insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+    );
+    headers
+}
+
+/// How a raw responder answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// In the task reading the subscription.
+    Inline,
+    /// Breakdown: from a task spawned per request, as a natsgen host does.
+    Spawned,
+    /// Breakdown: from a task spawned per request, under a deadline timer, as a natsgen host
+    /// does.
+    SpawnedWithDeadline,
+}
+
+/// A raw request-reply responder answering every request with a small JSON body.
+async fn raw_responder(url: &str, subject: &'static str, answer: Answer) -> Outcome {
+    let server = async_nats::connect(url).await?;
+    let mut requests = server.queue_subscribe(subject, "rawbench".into()).await?;
+    server.flush().await?;
+    tokio::spawn(async move {
+        let reply = Bytes::from_static(b"{\"result\":42}");
+        while let Some(request) = requests.next().await {
+            let Some(inbox) = request.reply else { continue };
+            match answer {
+                Answer::Inline => {
+                    if server.publish(inbox, reply.clone()).await.is_err() {
+                        break;
+                    }
+                }
+                Answer::Spawned => {
+                    let (server, reply) = (server.clone(), reply.clone());
+                    tokio::spawn(async move { server.publish(inbox, reply).await });
+                }
+                Answer::SpawnedWithDeadline => {
+                    let (server, reply) = (server.clone(), reply.clone());
+                    tokio::spawn(async move {
+                        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                        tokio::time::timeout_at(deadline, server.publish(inbox, reply)).await
+                    });
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// A durable pull consumer on the raw events stream, configured like natsgen's.
+async fn raw_event_consumer(
+    js: &jetstream::Context,
+    name: &str,
+    subject: &str,
+) -> Result<PullConsumer, BoxError> {
+    let stream = js.get_stream(RAW_EVENTS_STREAM).await?;
+    Ok(stream
+        .create_consumer(pull::Config {
+            durable_name: Some(name.into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: natsgen::streams::DEFAULT_ACK_WAIT,
+            max_deliver: -1,
+            deliver_policy: DeliverPolicy::New,
+            filter_subject: subject.into(),
+            ..Default::default()
+        })
+        .await?)
+}
+
+/// The raw event consumer: one task reading the consumer's message stream and acking every
+/// message (a plain ack, not confirmed).
+async fn raw_consumer(url: &str, counter: Arc<Counter>) -> Outcome {
+    let js = jetstream::new(async_nats::connect(url).await?);
+    let consumer = raw_event_consumer(&js, "raw_tally", RAW_EVENT_SUBJECT).await?;
+    let mut messages = consumer.messages().await?;
+    tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            let Ok(message) = message else { continue };
+            if message.ack().await.is_ok() {
+                counter.hit();
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Breakdown: a raw consumer that handles events the way natsgen does — a task per message,
+/// at most [`natsgen::DEFAULT_MAX_CONCURRENCY`] at a time, acking with a plain ack or (like
+/// natsgen) a confirmed one (AckSync) — but pulling with async-nats's message stream.
+async fn raw_consumer_with_tasks(
+    url: &str,
+    subject: &str,
+    confirmed: bool,
+    counter: Arc<Counter>,
+) -> Outcome {
+    let js = jetstream::new(async_nats::connect(url).await?);
+    let name = subject.replace('.', "_");
+    let consumer = raw_event_consumer(&js, &name, subject).await?;
+    let mut messages = consumer.messages().await?;
+    let slots = Arc::new(Semaphore::new(natsgen::DEFAULT_MAX_CONCURRENCY));
+    tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            let Ok(message) = message else { continue };
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                break;
+            };
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let acked = if confirmed {
+                    message.double_ack().await
+                } else {
+                    message.ack().await
+                };
+                if acked.is_ok() {
+                    counter.hit();
+                }
+                drop(slot);
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Creates stream `name` on `subjects` with the configuration of natsgen's stream `like`
+/// (storage, retention, duplicate window), so raw and natsgen write to alike streams.
+async fn stream_like(
+    js: &jetstream::Context,
+    like: &str,
+    name: &str,
+    subjects: &[&str],
+) -> Outcome {
+    let mut config = js.get_stream(like).await?.cached_info().config.clone();
+    config.name = name.to_owned();
+    config.subjects = subjects.iter().map(|s| (*s).to_owned()).collect();
+    js.create_stream(config).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generation time.
+
+/// A schema of `methods` methods over 20 services: RPC methods with params and a result, some
+/// with declared errors, and every fifth method async.
+fn big_schema(methods: usize) -> String {
+    const SERVICES: usize = 20;
+    let mut yaml = String::from(
+        "natsgen: 1\npackage: big\ntypes:\n  Item:\n    fields:\n      sku: string\n      \
+         quantity: u32\n      price: f64\n      tags: list<string>\n      note: optional<string>\n\
+         \x20 Status:\n    enum: [open, closed]\nevents:\n  big.changed:\n    fields: {sku: string}\n\
+         services:\n",
+    );
+    let per_service = methods.div_ceil(SERVICES);
+    let mut written = 0;
+    for service in 0..SERVICES {
+        let _ = writeln!(
+            yaml,
+            "  svc_{service:02}:\n    version: 1.0.0\n    methods:"
+        );
+        for _ in 0..per_service {
+            if written == methods {
+                break;
+            }
+            // Error enums are named after their method: method names are unique in the package.
+            let name = format!("op_{written:04}");
+            let _ = match written % 5 {
+                0 => writeln!(
+                    yaml,
+                    "      {name}:\n        kind: async\n        params: {{sku: string, \
+                     items: list<Item>}}"
+                ),
+                1 => writeln!(
+                    yaml,
+                    "      {name}:\n        params: {{sku: string}}\n        returns: Item\n        \
+                     errors:\n          NotFound: {{fields: {{sku: string}}}}\n          Gone: {{}}"
+                ),
+                _ => writeln!(
+                    yaml,
+                    "      {name}:\n        description: Method {written} of service {service}.\n        \
+                     params: {{sku: string, quantity: u32, status: Status}}\n        \
+                     returns: list<Item>\n        timeout: 5s"
+                ),
+            };
+            written += 1;
+        }
+    }
+    yaml
+}
+
+/// Median time of `configure().generate` after a warm-up.
+fn generation_time(breakdown: bool) -> Result<Duration, BoxError> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("big.yaml");
+    std::fs::write(&path, big_schema(GENERATED_METHODS))?;
+    let builder = natsgen_build::configure();
+    let files = builder.generate(&[&path])?;
+    let lines: usize = files.iter().map(|file| file.code.lines().count()).sum();
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        builder.generate(&[&path])?;
+        times.push(started.elapsed());
+    }
+    times.sort_unstable();
+    let millis = |t: &Duration| format!("{:.1}", t.as_secs_f64() * 1e3);
+    println!(
+        "generation: {GENERATED_METHODS} methods -> {lines} lines of Rust; runs (ms): {}",
+        times.iter().map(millis).collect::<Vec<_>>().join(" ")
+    );
+    if breakdown {
+        // The front end alone (YAML parsing and validation); rendering and formatting are the
+        // rest.
+        let mut loads = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            let loaded = natsgen_build::load(&[path.clone()]);
+            loads.push(started.elapsed());
+            if loaded.model.is_none() {
+                return Err("the generated schema does not validate".into());
+            }
+        }
+        loads.sort_unstable();
+        println!(
+            "    of which parsing and validating the YAML (natsgen_build::load): {} ms",
+            millis(&loads[loads.len() / 2])
+        );
+    }
+    Ok(times[times.len() / 2])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables.
+
+struct Row {
+    case: String,
+    raw: String,
+    natsgen: String,
+    ratio: String,
+    target: &'static str,
+    met: &'static str,
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "yes"
+    } else {
+        "**no**"
+    }
+}
+
+/// A throughput row: the case's first variant is raw, the second natsgen.
+fn throughput_row(
+    case: &str,
+    variants: &[Variant<'_>],
+    target: Option<(f64, &'static str)>,
+) -> Row {
+    let (raw, natsgen) = (variants[0].rate(), variants[1].rate());
+    let ratio = natsgen / raw;
+    Row {
+        case: case.to_owned(),
+        raw: format!("{:.1} k/s", raw / 1e3),
+        natsgen: format!("{:.1} k/s", natsgen / 1e3),
+        ratio: format!("{ratio:.2}×"),
+        target: target.map_or("—", |(_, text)| text),
+        met: target.map_or("—", |(min, _)| verdict(ratio >= min)),
+    }
+}
+
+fn latency_row(
+    case: &str,
+    variants: &[Variant<'_>],
+    which: fn(&Sample) -> Duration,
+    target: Option<(f64, &'static str)>,
+) -> Row {
+    let (raw, natsgen) = (variants[0].micros(which), variants[1].micros(which));
+    let ratio = natsgen / raw;
+    Row {
+        case: case.to_owned(),
+        raw: format!("{raw:.0} µs"),
+        natsgen: format!("{natsgen:.0} µs"),
+        ratio: format!("{ratio:.2}×"),
+        target: target.map_or("—", |(_, text)| text),
+        met: target.map_or("—", |(max, _)| verdict(ratio <= max)),
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!("| case | raw async-nats | natsgen | ratio | DESIGN target | met |");
+    println!("|---|---:|---:|---:|---|---|");
+    for row in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            row.case, row.raw, row.natsgen, row.ratio, row.target, row.met
+        );
+    }
+}
+
+/// The breakdown: every variant of a case against the case's raw variant.
+fn print_breakdown(cases: &[(&str, &[Variant<'_>], bool)]) {
+    println!();
+    println!("| case | variant | result | vs raw | CPU/op bench | CPU/op nats-server |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (case, variants, latency) in cases {
+        let Some(raw) = variants.first() else {
+            continue;
+        };
+        for variant in variants.iter() {
+            let (result, ratio) = if *latency {
+                let p50 = variant.micros(|s| s.p50);
+                (format!("p50 {p50:.0} µs"), p50 / raw.micros(|s| s.p50))
+            } else {
+                let rate = variant.rate();
+                (format!("{:.1} k/s", rate / 1e3), rate / raw.rate())
+            };
+            let cpu = |value: Option<f64>| value.map_or("—".to_owned(), |v| format!("{v:.1} µs"));
+            println!(
+                "| {case} | {} | {result} | {ratio:.2}× | {} | {} |",
+                variant.label,
+                cpu(variant.cpu_micros(|s| s.own_cpu)),
+                cpu(variant.cpu_micros(|s| s.server_cpu)),
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let scale = scale();
+    let counts = Counts::new(scale);
+    let cases = selected_cases()?;
+    let breakdown = std::env::var("NATSGEN_BENCH_BREAKDOWN").is_ok_and(|v| v == "1");
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    println!(
+        "natsgen throughput benchmark: scale {scale}, {cpus} CPUs, {ROUNDS} rounds per case \
+         (median reported){}; per round: {counts:?}",
+        if breakdown { ", with breakdown" } else { "" }
+    );
+
+    // Generation first, while nothing else runs.
+    let mut generation_row = None;
+    if cases.contains(&"codegen") {
+        let generation_ms = generation_time(breakdown)?.as_secs_f64() * 1e3;
+        generation_row = Some(Row {
+            case: format!("generate a {GENERATED_METHODS}-method schema"),
+            raw: "—".into(),
+            natsgen: format!("{generation_ms:.1} ms"),
+            ratio: "—".into(),
+            target: "< 100 ms",
+            met: verdict(generation_ms < 100.0),
+        });
+    }
+    if cases.iter().all(|case| *case == "codegen") {
+        print_table(&generation_row.into_iter().collect::<Vec<_>>());
+        return Ok(());
+    }
+
+    let server = within("starting nats-server", NatsServer::start()).await??;
+    let url = server.url();
+    println!("nats-server {} at {url}", server.binary().display());
+
+    // natsgen: a host on its own connection, callers on another. Raw: responders on their own
+    // connections, callers on another.
+    let tally = Arc::new(Counter::default());
+    let host = start_host(&url, &tally, natsgen::DEFAULT_MAX_CONCURRENCY).await?;
+    let client = natsgen::connect(url.as_str()).await?;
+    raw_responder(&url, RAW_RPC_SUBJECT, Answer::Inline).await?;
+    raw_responder(&url, MIRROR_SUBJECT, Answer::Inline).await?;
+    if breakdown {
+        raw_responder(&url, RAW_RPC_SUBJECT_SPAWNED, Answer::Spawned).await?;
+        raw_responder(&url, RAW_RPC_SUBJECT_DEADLINE, Answer::SpawnedWithDeadline).await?;
+    }
+    let raw = async_nats::connect(url.as_str()).await?;
+
+    let body = "x".repeat(BODY_LEN);
+    let bench = Bench {
+        server_pid: server.pid(),
+        payload: params(1_000, &body)?,
+        raw_js: jetstream::new(raw.clone()),
+        raw,
+        echo: EchoClient::new(&client),
+        mirror: MirrorClient::new(&client),
+        sink: SinkClient::new(&client),
+        events: Events::new(&client),
+        tally,
+        raw_tally: Arc::new(Counter::default()),
+        raw_tasks_tally: Arc::new(Counter::default()),
+        raw_confirmed_tally: Arc::new(Counter::default()),
+        body,
+        msg_ids: AtomicU64::new(0),
+    };
+
+    // The first async call and the host create natsgen's streams; the raw ones copy them.
+    within("first async call", bench.sink.record(0, bench.body.clone())).await??;
+    stream_like(
+        &bench.raw_js,
+        "ASYNC_sink",
+        RAW_ASYNC_STREAM,
+        &["rawbench.async.*"],
+    )
+    .await?;
+    stream_like(
+        &bench.raw_js,
+        "EVENTS_bench",
+        RAW_EVENTS_STREAM,
+        &[
+            RAW_EVENT_SUBJECT,
+            RAW_EVENT_SUBJECT_TASKS,
+            RAW_EVENT_SUBJECT_CONFIRMED,
+        ],
+    )
+    .await?;
+    raw_consumer(&url, Arc::clone(&bench.raw_tally)).await?;
+    if breakdown {
+        raw_consumer_with_tasks(
+            &url,
+            RAW_EVENT_SUBJECT_TASKS,
+            false,
+            Arc::clone(&bench.raw_tasks_tally),
+        )
+        .await?;
+        raw_consumer_with_tasks(
+            &url,
+            RAW_EVENT_SUBJECT_CONFIRMED,
+            true,
+            Arc::clone(&bench.raw_confirmed_tally),
+        )
+        .await?;
+    }
+
+    let warm = |n: usize| (n / 10).max(50);
+    let b = &bench;
+    let mut rows = Vec::new();
+
+    let mut sequential = vec![
+        Variant::new("raw request → raw responder", |n| {
+            b.sequential(n, |_| b.raw_request(RAW_RPC_SUBJECT))
+        }),
+        Variant::new("natsgen call → natsgen host", |n| {
+            b.sequential(n, |seq| b.natsgen_ping(seq))
+        }),
+    ];
+    let mut concurrent = vec![
+        Variant::new("raw request → raw responder", |n| {
+            b.concurrent(n, RPC_IN_FLIGHT, |_| b.raw_request(RAW_RPC_SUBJECT))
+        }),
+        Variant::new("natsgen call → natsgen host", |n| {
+            b.concurrent(n, RPC_IN_FLIGHT, |seq| b.natsgen_ping(seq))
+        }),
+    ];
+    if breakdown {
+        sequential.extend([
+            Variant::new("raw request + natsgen's 3 headers → raw responder", |n| {
+                b.sequential(n, |_| b.raw_request_with_headers())
+            }),
+            Variant::new("raw request → natsgen host", |n| {
+                b.sequential(n, |_| b.raw_request("echo.rpc.ping"))
+            }),
+            Variant::new("natsgen call → raw responder", |n| {
+                b.sequential(n, |seq| b.natsgen_mirror_ping(seq))
+            }),
+        ]);
+        concurrent.extend([
+            Variant::new("raw request → raw responder, a task per request", |n| {
+                b.concurrent(n, RPC_IN_FLIGHT, |_| b.raw_request(RAW_RPC_SUBJECT_SPAWNED))
+            }),
+            Variant::new(
+                "raw request → raw responder, a task + deadline timer",
+                |n| {
+                    b.concurrent(n, RPC_IN_FLIGHT, |_| {
+                        b.raw_request(RAW_RPC_SUBJECT_DEADLINE)
+                    })
+                },
+            ),
+            Variant::new("raw request + natsgen's 3 headers → raw responder", |n| {
+                b.concurrent(n, RPC_IN_FLIGHT, |_| b.raw_request_with_headers())
+            }),
+            Variant::new("raw request → natsgen host", |n| {
+                b.concurrent(n, RPC_IN_FLIGHT, |_| b.raw_request("echo.rpc.ping"))
+            }),
+            Variant::new("natsgen call → raw responder", |n| {
+                b.concurrent(n, RPC_IN_FLIGHT, |seq| b.natsgen_mirror_ping(seq))
+            }),
+        ]);
+    }
+    if cases.contains(&"sequential") {
+        measure(
+            "sequential request-reply",
+            warm(counts.sequential),
+            counts.sequential,
+            &mut sequential,
+        )
+        .await?;
+        rows.push(throughput_row(
+            "sequential request-reply, throughput",
+            &sequential,
+            None,
+        ));
+        rows.push(latency_row(
+            "sequential request-reply, p50 latency",
+            &sequential,
+            |s| s.p50,
+            Some((1.1, "p50 ≤ 1.1×")),
+        ));
+        rows.push(latency_row(
+            "sequential request-reply, p99 latency",
+            &sequential,
+            |s| s.p99,
+            None,
+        ));
+    }
+    if cases.contains(&"concurrent") {
+        measure(
+            &format!("request-reply, {RPC_IN_FLIGHT} in flight"),
+            warm(counts.concurrent),
+            counts.concurrent,
+            &mut concurrent,
+        )
+        .await?;
+        rows.push(throughput_row(
+            &format!("request-reply, {RPC_IN_FLIGHT} in flight"),
+            &concurrent,
+            Some((0.9, "≥ 0.9×")),
+        ));
+    }
+
+    let mut durable = vec![
+        Variant::new("raw JetStream publish", |n| b.raw_async(n, false)),
+        Variant::new("natsgen async call", |n| b.natsgen_async(n)),
+    ];
+    if breakdown {
+        durable.extend([
+            Variant::new(
+                "raw publish + natsgen's headers (unique Nats-Msg-Id)",
+                |n| b.raw_async(n, true),
+            ),
+            Variant::new("raw publish + headers, one future per call", |n| {
+                b.raw_async_per_call(n)
+            }),
+        ]);
+    }
+    if cases.contains(&"async") {
+        measure(
+            &format!("durable async acceptance, {ACKS_IN_FLIGHT} in flight"),
+            warm(counts.durable_async),
+            counts.durable_async,
+            &mut durable,
+        )
+        .await?;
+        rows.push(throughput_row(
+            &format!("durable async acceptance, {ACKS_IN_FLIGHT} in flight"),
+            &durable,
+            Some((0.8, "≥ 0.8×")),
+        ));
+    }
+
+    let mut events = vec![
+        Variant::new("raw publish → raw pull consumer (plain ack)", |n| {
+            b.raw_events(n, RAW_EVENT_SUBJECT)
+        }),
+        Variant::new("natsgen publish → natsgen durable handler", |n| {
+            b.natsgen_events(n)
+        }),
+    ];
+    if breakdown {
+        events.extend([
+            Variant::new("raw publish → raw consumer, 64 tasks, plain acks", |n| {
+                b.raw_events(n, RAW_EVENT_SUBJECT_TASKS)
+            }),
+            Variant::new(
+                "raw publish → raw consumer, 64 tasks, confirmed acks",
+                |n| b.raw_events(n, RAW_EVENT_SUBJECT_CONFIRMED),
+            ),
+        ]);
+    }
+    if cases.contains(&"events") {
+        measure(
+            "event fan-out",
+            warm(counts.events),
+            counts.events,
+            &mut events,
+        )
+        .await?;
+        rows.push(throughput_row(
+            "event fan-out (publish → durable handler)",
+            &events,
+            Some((0.9, "≥ 0.9×")),
+        ));
+    }
+    rows.extend(generation_row);
+    print_table(&rows);
+
+    if breakdown {
+        // The same host with more handler slots: how much the slot limit bounds the events.
+        host.shutdown().await?;
+        let _host = start_host(&url, &bench.tally, 512).await?;
+        let mut wide = vec![
+            Variant::new("raw publish → raw pull consumer (plain ack)", |n| {
+                b.raw_events(n, RAW_EVENT_SUBJECT)
+            }),
+            Variant::new("natsgen, host with max_concurrency(512)", |n| {
+                b.natsgen_events(n)
+            }),
+        ];
+        if cases.contains(&"events") {
+            measure(
+                "event fan-out, 512 handler slots",
+                warm(counts.events),
+                counts.events,
+                &mut wide,
+            )
+            .await?;
+        }
+        let mut sections: Vec<(&str, &[Variant<'_>], bool)> = Vec::new();
+        if cases.contains(&"sequential") {
+            sections.push(("sequential", &sequential, true));
+        }
+        if cases.contains(&"concurrent") {
+            sections.push(("64 in flight", &concurrent, false));
+        }
+        if cases.contains(&"async") {
+            sections.push(("async acceptance", &durable, false));
+        }
+        if cases.contains(&"events") {
+            sections.push(("event fan-out", &events, false));
+            sections.push(("event fan-out, 512 slots", &wide, false));
+        }
+        print_breakdown(&sections);
+    }
+    Ok(())
+}
