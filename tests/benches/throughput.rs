@@ -9,8 +9,9 @@
 //! (comma-separated: `sequential,concurrent,async,events,codegen`) runs only some cases;
 //! `NATSGEN_BENCH_BREAKDOWN=1` adds variants that show where natsgen's overhead comes from.
 //!
-//! Every case runs its variants (raw, natsgen, and the breakdown's) in [`ROUNDS`] interleaved
-//! rounds after one warm-up each; the tables report the median round. See `docs/PERFORMANCE.md`.
+//! Every case runs its variants (raw, natsgen, and the breakdown's) in interleaved rounds
+//! ([`ROUNDS`], or [`SEQUENTIAL_ROUNDS`] shorter ones for sequential calls) after one warm-up
+//! each; the tables report the median round. See `docs/PERFORMANCE.md`.
 
 use std::fmt::Write as _;
 use std::future::{Future, IntoFuture};
@@ -37,6 +38,9 @@ type Outcome = Result<(), BoxError>;
 
 /// Rounds per case; the median round is reported.
 const ROUNDS: usize = 3;
+/// Rounds of the sequential case: shorter and more of them, so that raw and natsgen alternate
+/// often and a noisy moment of the machine hits both alike.
+const SEQUENTIAL_ROUNDS: usize = 9;
 /// Requests in flight in the concurrent RPC case.
 const RPC_IN_FLIGHT: usize = 64;
 /// PubAcks in flight in the durable cases.
@@ -79,7 +83,7 @@ impl Counts {
     fn new(scale: f64) -> Self {
         let scaled = |base: f64, min: usize| ((base * scale).round() as usize).max(min);
         Counts {
-            sequential: scaled(3_000.0, 100),
+            sequential: scaled(400.0, 50),
             concurrent: scaled(30_000.0, 1_000),
             durable_async: scaled(40_000.0, 1_000),
             events: scaled(30_000.0, 1_000),
@@ -336,19 +340,18 @@ impl<'a> Variant<'a> {
     }
 }
 
-/// Runs every variant once with `warm_up` operations, then [`ROUNDS`] interleaved rounds of
+/// Runs every variant once with `warm_up` operations, then `rounds` interleaved rounds of
 /// `count`, and prints them.
 async fn measure(
     title: &str,
-    warm_up: usize,
-    count: usize,
+    (warm_up, count, rounds): (usize, usize, usize),
     variants: &mut [Variant<'_>],
 ) -> Result<(), BoxError> {
-    println!("{title} ({count} per round)");
+    println!("{title} ({rounds} rounds of {count})");
     for variant in variants.iter() {
         (variant.run)(warm_up).await?;
     }
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for variant in variants.iter_mut() {
             let sample = (variant.run)(count).await?;
             variant.samples.push(sample);
@@ -694,6 +697,64 @@ async fn raw_consumer_with_tasks(
     Ok(())
 }
 
+/// Breakdown: counts the pull requests (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`) every
+/// consumer sends, and the messages they ask for, by listening in on their subject.
+#[derive(Default)]
+struct PullSpy {
+    /// Per `<stream>.<consumer>`: pull requests, and the sum of their `batch`.
+    pulls: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
+}
+
+impl PullSpy {
+    async fn start(url: &str) -> Result<Arc<Self>, BoxError> {
+        const PREFIX: &str = "$JS.API.CONSUMER.MSG.NEXT.";
+        let client = async_nats::connect(url).await?;
+        let mut requests = client.subscribe(format!("{PREFIX}>")).await?;
+        client.flush().await?;
+        let spy = Arc::new(PullSpy::default());
+        let counting = Arc::clone(&spy);
+        tokio::spawn(async move {
+            let _client = client;
+            while let Some(request) = requests.next().await {
+                let consumer = request
+                    .subject
+                    .as_str()
+                    .trim_start_matches(PREFIX)
+                    .to_owned();
+                let batch = serde_json::from_slice::<serde_json::Value>(&request.payload)
+                    .ok()
+                    .and_then(|body| body.get("batch").and_then(serde_json::Value::as_u64))
+                    .unwrap_or(1);
+                if let Ok(mut pulls) = counting.pulls.lock() {
+                    let entry = pulls.entry(consumer).or_default();
+                    entry.0 += 1;
+                    entry.1 += batch;
+                }
+            }
+        });
+        Ok(spy)
+    }
+
+    fn take(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
+        self.pulls
+            .lock()
+            .map(|mut pulls| std::mem::take(&mut *pulls))
+            .unwrap_or_default()
+    }
+
+    /// Prints and resets the counts; `events` is how many events each consumer got meanwhile.
+    fn report(&self, events: usize) {
+        for (consumer, (pulls, asked)) in self.take() {
+            println!(
+                "    pull requests of {consumer}: {pulls} for {events} events ({:.1} per 1,000 \
+                 events), asking for {:.1} messages on average",
+                pulls as f64 * 1_000.0 / events as f64,
+                asked as f64 / pulls.max(1) as f64
+            );
+        }
+    }
+}
+
 /// Creates stream `name` on `subjects` with the configuration of natsgen's stream `like`
 /// (storage, retention, duplicate window), so raw and natsgen write to alike streams.
 async fn stream_like(
@@ -785,7 +846,7 @@ fn generation_time(breakdown: bool) -> Result<Duration, BoxError> {
         let mut loads = Vec::new();
         for _ in 0..5 {
             let started = Instant::now();
-            let loaded = natsgen_build::load(&[path.clone()]);
+            let loaded = natsgen_build::load(std::slice::from_ref(&path));
             loads.push(started.elapsed());
             if loaded.model.is_none() {
                 return Err("the generated schema does not validate".into());
@@ -906,8 +967,8 @@ async fn main() -> Result<(), BoxError> {
     let breakdown = std::env::var("NATSGEN_BENCH_BREAKDOWN").is_ok_and(|v| v == "1");
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
-        "natsgen throughput benchmark: scale {scale}, {cpus} CPUs, {ROUNDS} rounds per case \
-         (median reported){}; per round: {counts:?}",
+        "natsgen throughput benchmark: scale {scale}, {cpus} CPUs, median of the rounds \
+         reported{}; per round: {counts:?}",
         if breakdown { ", with breakdown" } else { "" }
     );
 
@@ -1060,8 +1121,11 @@ async fn main() -> Result<(), BoxError> {
     if cases.contains(&"sequential") {
         measure(
             "sequential request-reply",
-            warm(counts.sequential),
-            counts.sequential,
+            (
+                warm(counts.sequential * SEQUENTIAL_ROUNDS),
+                counts.sequential,
+                SEQUENTIAL_ROUNDS,
+            ),
             &mut sequential,
         )
         .await?;
@@ -1086,8 +1150,7 @@ async fn main() -> Result<(), BoxError> {
     if cases.contains(&"concurrent") {
         measure(
             &format!("request-reply, {RPC_IN_FLIGHT} in flight"),
-            warm(counts.concurrent),
-            counts.concurrent,
+            (warm(counts.concurrent), counts.concurrent, ROUNDS),
             &mut concurrent,
         )
         .await?;
@@ -1116,8 +1179,7 @@ async fn main() -> Result<(), BoxError> {
     if cases.contains(&"async") {
         measure(
             &format!("durable async acceptance, {ACKS_IN_FLIGHT} in flight"),
-            warm(counts.durable_async),
-            counts.durable_async,
+            (warm(counts.durable_async), counts.durable_async, ROUNDS),
             &mut durable,
         )
         .await?;
@@ -1147,14 +1209,20 @@ async fn main() -> Result<(), BoxError> {
             ),
         ]);
     }
+    let spy = match breakdown && cases.contains(&"events") {
+        true => Some(PullSpy::start(&url).await?),
+        false => None,
+    };
     if cases.contains(&"events") {
         measure(
             "event fan-out",
-            warm(counts.events),
-            counts.events,
+            (warm(counts.events), counts.events, ROUNDS),
             &mut events,
         )
         .await?;
+        if let Some(spy) = &spy {
+            spy.report(warm(counts.events) + ROUNDS * counts.events);
+        }
         rows.push(throughput_row(
             "event fan-out (publish → durable handler)",
             &events,
@@ -1179,11 +1247,13 @@ async fn main() -> Result<(), BoxError> {
         if cases.contains(&"events") {
             measure(
                 "event fan-out, 512 handler slots",
-                warm(counts.events),
-                counts.events,
+                (warm(counts.events), counts.events, ROUNDS),
                 &mut wide,
             )
             .await?;
+            if let Some(spy) = &spy {
+                spy.report(warm(counts.events) + ROUNDS * counts.events);
+            }
         }
         let mut sections: Vec<(&str, &[Variant<'_>], bool)> = Vec::new();
         if cases.contains(&"sequential") {
