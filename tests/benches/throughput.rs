@@ -961,6 +961,11 @@ fn print_breakdown(cases: &[(&str, &[Variant<'_>], bool)]) {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("throughput: a benchmark; run it with `cargo bench` (see docs/PERFORMANCE.md)");
+        return Ok(());
+    }
     let scale = scale();
     let counts = Counts::new(scale);
     let cases = selected_cases()?;
