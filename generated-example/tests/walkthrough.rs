@@ -73,7 +73,20 @@ async fn every_section_does_what_it_shows() {
         .run(&Section::ALL)
         .await
         .expect("every section runs");
-    let log = observations.snapshot();
+    // The broadcast monitor's copy of the last completion events may land just after the batch
+    // section saw its items processed: give it a bounded moment before reading the log.
+    let waited = std::time::Instant::now();
+    let log = loop {
+        let log = observations.snapshot();
+        let seen = log
+            .iter()
+            .filter(|h| matches!(h, Happened::ItemCompletionSeen { .. }))
+            .count();
+        if seen >= 100 || waited.elapsed() > std::time::Duration::from_secs(10) {
+            break log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
 
     // 1. Sync RPC: the caller got the payment, with a gateway transaction id.
     let sync = report.sync.expect("sync ran");
