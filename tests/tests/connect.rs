@@ -36,6 +36,10 @@ impl FlakyService for Echo {
         Err(ServiceError::internal("not in these tests"))
     }
 
+    async fn stall(&self, _ctx: &Context, _text: String) -> Result<String, ServiceError> {
+        Err(ServiceError::internal("not in these tests"))
+    }
+
     async fn reject(&self, _ctx: &Context, text: String) -> Result<String, RejectError> {
         Err(RejectError::Rejected { reason: text })
     }
