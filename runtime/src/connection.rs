@@ -19,6 +19,7 @@ use async_nats::jetstream;
 use async_nats::ServerAddr;
 
 use crate::resilience::{BreakerRegistry, CircuitBreaker, CircuitBreakerConfig, CircuitState};
+use crate::streams::StreamSettings;
 use crate::{ClientOptions, Error};
 
 /// The oldest nats-server natsgen works with (major, minor).
@@ -51,6 +52,8 @@ struct Shared {
     jetstream: OnceLock<jetstream::Context>,
     /// Packages whose event stream this connection has made sure of.
     event_streams: std::sync::Mutex<std::collections::HashSet<&'static str>>,
+    /// How streams are created.
+    streams: StreamSettings,
 }
 
 impl Connection {
@@ -61,6 +64,7 @@ impl Connection {
             client,
             CircuitBreakerConfig::default(),
             ClientOptions::default(),
+            StreamSettings::default(),
         )
     }
 
@@ -68,6 +72,7 @@ impl Connection {
         client: async_nats::Client,
         circuit_breaker: CircuitBreakerConfig,
         client_options: ClientOptions,
+        streams: StreamSettings,
     ) -> Result<Self, Error> {
         check_server_version(&client)?;
         Ok(Connection {
@@ -77,6 +82,7 @@ impl Connection {
                     breakers: BreakerRegistry::new(circuit_breaker),
                     jetstream: OnceLock::new(),
                     event_streams: std::sync::Mutex::new(std::collections::HashSet::new()),
+                    streams,
                 }),
                 client_options,
             }),
@@ -107,6 +113,11 @@ impl Connection {
     /// The defaults clients made on this handle start from.
     pub fn client_options(&self) -> &ClientOptions {
         &self.inner.client_options
+    }
+
+    /// How natsgen creates streams over this connection (replicas, limits).
+    pub fn stream_settings(&self) -> &StreamSettings {
+        &self.inner.shared.streams
     }
 
     /// The circuit breaker settings of this connection.
@@ -288,6 +299,7 @@ pub struct ConnectOptions {
     /// Whether authentication was set through these options (then credentials in a URL are
     /// not used).
     explicit_auth: bool,
+    streams: StreamSettings,
 }
 
 impl ConnectOptions {
@@ -308,6 +320,14 @@ impl ConnectOptions {
     /// ```
     pub fn circuit_breaker(mut self, config: CircuitBreakerConfig) -> Self {
         self.circuit_breaker = config;
+        self
+    }
+
+    /// How natsgen creates the streams it needs (replicas and limits; see [`StreamSettings`]):
+    /// on a three-node cluster, `StreamSettings::new().replicas(3)` keeps every stored call,
+    /// event and dead letter through the loss of one node.
+    pub fn streams(mut self, settings: StreamSettings) -> Self {
+        self.streams = settings;
         self
     }
 
@@ -454,7 +474,12 @@ impl ConnectOptions {
                     .join(","),
                 source,
             })?;
-        Connection::from_parts(client, self.circuit_breaker, self.client_options)
+        Connection::from_parts(
+            client,
+            self.circuit_breaker,
+            self.client_options,
+            self.streams,
+        )
     }
 }
 

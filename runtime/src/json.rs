@@ -26,7 +26,7 @@ pub fn decode_params<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ServiceEr
         payload
     };
     serde_json::from_slice(payload).map_err(|error| {
-        ServiceError::bad_request(format!(
+        ServiceError::undecodable(format!(
             "the request body does not decode into the method's params: {error}"
         ))
     })
