@@ -282,7 +282,7 @@ pub fn encode_event<T: Serialize + ?Sized>(event: &T) -> Result<Bytes, Error> {
 
 /// Decodes an event payload; failure is `bad_request`.
 pub fn decode_event<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ServiceError> {
-    serde_json::from_slice(payload).map_err(|error| {
+    crate::json::decode(payload).map_err(|error| {
         ServiceError::undecodable(format!(
             "the event does not decode into its payload type: {error}"
         ))

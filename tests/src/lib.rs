@@ -28,6 +28,9 @@ pub mod flaky {
 pub mod bench {
     natsgen::include_schema!("bench");
 }
+pub mod hostile {
+    natsgen::include_schema!("hostile");
+}
 
 /// The same generated code under `#![no_implicit_prelude]`: it must name everything by path.
 #[no_implicit_prelude]
