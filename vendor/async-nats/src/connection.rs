@@ -33,7 +33,7 @@ use {
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{self, AsyncRead, AsyncReadExt, AsyncWrite};
-use tracing::trace;
+use tracing::{trace, warn};
 
 use crate::header::{HeaderMap, HeaderName, IntoHeaderValue};
 use crate::status::StatusCode;
@@ -132,6 +132,16 @@ impl Connection {
 
     /// Attempts to read a server operation from the read buffer.
     /// Returns `None` if there is not enough data to parse an entire operation.
+    ///
+    /// The subject, reply subject and header block of a message are written by its publisher,
+    /// and nats-server forwards them (and JetStream stores them) byte for byte. So none of them
+    /// may be a protocol error here: one malformed message would drop the connection, with every
+    /// subscription and in-flight request on it, and a stored one would do so on every
+    /// redelivery. Such a message is delivered as well as it can be read, with a warning:
+    /// invalid UTF-8 in a subject or reply subject is replaced by U+FFFD; header fields that
+    /// cannot be read (not UTF-8, no `:`, an invalid name or value) are dropped; a block that
+    /// does not start with a `NATS/1.0` version line yields no headers at all; a status that is
+    /// not a valid status code is dropped with its description.
     pub(crate) fn try_read_op(&mut self) -> Result<Option<ServerOp>, io::Error> {
         let len = match memchr::memmem::find(&self.read_buf, b"\r\n") {
             Some(len) => len,
@@ -177,8 +187,8 @@ impl Connection {
         }
 
         if self.read_buf.starts_with(b"MSG ") {
-            let line = str::from_utf8(&self.read_buf[4..len])
-                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+            let mut lossy = String::new();
+            let line = message_args(&self.read_buf[4..len], &mut lossy);
             let mut args = line.split(' ').filter(|s| !s.is_empty());
 
             // Parse the operation syntax: MSG <subject> <sid> [reply-to] <#bytes>
@@ -251,8 +261,8 @@ impl Connection {
 
         if self.read_buf.starts_with(b"HMSG ") {
             // Extract whitespace-delimited arguments that come after "HMSG".
-            let line = std::str::from_utf8(&self.read_buf[5..len])
-                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+            let mut lossy = String::new();
+            let line = message_args(&self.read_buf[5..len], &mut lossy);
             let mut args = line.split_whitespace().filter(|s| !s.is_empty());
 
             // <subject> <sid> [reply-to] <# header bytes><# total bytes>
@@ -331,40 +341,36 @@ impl Connection {
             let payload = self.read_buf.split_to(total_len - header_len).freeze();
             self.read_buf.advance(2);
 
-            let mut lines = std::str::from_utf8(&header)
-                .map_err(|_| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "header isn't valid utf-8")
-                })?
-                .lines()
+            let mut malformed = false;
+            let mut lines = header[..]
+                .split(|&byte| byte == b'\n')
+                .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+                .map(|line| str::from_utf8(line).map_err(|_| line))
                 .peekable();
-            let version_line = lines.next().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "no header version line found")
-            })?;
-
-            let version_line_suffix = version_line
-                .strip_prefix("NATS/1.0")
-                .map(str::trim)
-                .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "header version line does not begin with `NATS/1.0`",
-                    )
-                })?;
+            let version_line_suffix = lines
+                .next()
+                .and_then(Result::ok)
+                .and_then(|line| line.strip_prefix("NATS/1.0"))
+                .map(str::trim);
+            if version_line_suffix.is_none() {
+                // Not a NATS header block: none of its lines is taken for a header.
+                malformed = true;
+                lines.by_ref().for_each(drop);
+            }
+            let version_line_suffix = version_line_suffix.unwrap_or_default();
 
             let (status, description) = version_line_suffix
                 .split_once(' ')
                 .map(|(status, description)| (status.trim(), description.trim()))
                 .unwrap_or((version_line_suffix, ""));
             let status = if !status.is_empty() {
-                Some(
-                    status
-                        .parse::<StatusCode>()
-                        .map_err(|_| std::io::Error::other("could not parse status parameter"))?,
-                )
+                let status = status.parse::<StatusCode>().ok();
+                malformed |= status.is_none();
+                status
             } else {
                 None
             };
-            let description = if !description.is_empty() {
+            let description = if status.is_some() && !description.is_empty() {
                 Some(description.to_owned())
             } else {
                 None
@@ -372,26 +378,50 @@ impl Connection {
 
             let mut headers = HeaderMap::new();
             while let Some(line) = lines.next() {
+                let Ok(line) = line else {
+                    malformed = true;
+                    continue;
+                };
                 if line.is_empty() {
                     continue;
                 }
 
-                let (name, value) = line.split_once(':').ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "no header version line found")
-                })?;
+                let Some((name, value)) = line.split_once(':') else {
+                    malformed = true;
+                    continue;
+                };
 
-                let name = HeaderName::from_str(name)
-                    .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+                let Ok(name) = HeaderName::from_str(name) else {
+                    malformed = true;
+                    continue;
+                };
 
                 // Read the header value, which might have been split into multiple lines
                 // `trim_start` and `trim_end` do the same job as doing `value.trim().to_owned()` at the end, but without a reallocation
                 let mut value = value.trim_start().to_owned();
-                while let Some(v) = lines.next_if(|s| s.starts_with(char::is_whitespace)) {
-                    value.push_str(v);
+                let mut readable = true;
+                while let Some(v) = lines.next_if(is_continuation_line) {
+                    match v {
+                        Ok(v) => value.push_str(v),
+                        Err(_) => readable = false,
+                    }
                 }
                 value.truncate(value.trim_end().len());
 
+                // A line can still hold a lone `\r`, which `into_header_value` would panic on.
+                if !readable || value.contains(['\r', '\n']) {
+                    malformed = true;
+                    continue;
+                }
+
                 headers.append(name, value.into_header_value());
+            }
+
+            if malformed {
+                warn!(
+                    subject = %subject,
+                    "message with a malformed header block: unreadable parts dropped"
+                );
             }
 
             trace!(
@@ -862,6 +892,28 @@ where
     }
 }
 
+/// Decodes the arguments of a `MSG` or `HMSG` line. The subject and reply subject in them come
+/// from the message's publisher, so invalid UTF-8 is replaced (into `lossy`) rather than refused:
+/// see [`Connection::try_read_op`].
+fn message_args<'a>(args: &'a [u8], lossy: &'a mut String) -> &'a str {
+    match str::from_utf8(args) {
+        Ok(args) => args,
+        Err(_) => {
+            warn!("message with a subject or reply subject that is not valid UTF-8");
+            *lossy = String::from_utf8_lossy(args).into_owned();
+            lossy
+        }
+    }
+}
+
+/// Whether a header line continues the field of the line above (it starts with whitespace).
+fn is_continuation_line(line: &Result<&str, &[u8]>) -> bool {
+    match line {
+        Ok(line) => line.starts_with(char::is_whitespace),
+        Err(line) => line.first().is_some_and(u8::is_ascii_whitespace),
+    }
+}
+
 #[cfg(test)]
 mod read_op {
     use std::sync::Arc;
@@ -1165,33 +1217,148 @@ mod read_op {
     // Regression for https://github.com/nats-io/nats.rs/issues/1572:
     // nats-server forwards arbitrary bytes in subjects (no UTF-8 enforcement),
     // so a publisher sending `balance.\xFF` reaches a `balance.*` subscriber.
-    // The parser must surface an io::Error rather than panicking, otherwise the
-    // ConnectionHandler task dies and the client never reconnects.
+    // The parser must neither panic (the ConnectionHandler task would die and the
+    // client never reconnect) nor fail (every subscriber would reconnect on each
+    // such message): the message is delivered with the invalid bytes replaced.
     #[tokio::test]
-    async fn msg_with_non_utf8_subject_returns_error() {
+    async fn msg_with_non_utf8_subject_is_delivered() {
         let (stream, mut server) = io::duplex(128);
         let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
 
         server.write_all(b"MSG balance.\xFF 1 2\r\n").await.unwrap();
         server.write_all(b"hi\r\n").await.unwrap();
 
-        let err = connection.read_op().await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let Some(ServerOp::Message {
+            subject, payload, ..
+        }) = connection.read_op().await.unwrap()
+        else {
+            panic!("expected a message");
+        };
+        assert_eq!(subject.as_str(), "balance.\u{FFFD}");
+        assert_eq!(payload, "hi");
     }
 
     #[tokio::test]
-    async fn hmsg_with_non_utf8_subject_returns_error() {
+    async fn hmsg_with_non_utf8_subject_is_delivered() {
         let (stream, mut server) = io::duplex(128);
         let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
 
         server
-            .write_all(b"HMSG balance.\xFF 1 12 14\r\n")
+            .write_all(b"HMSG balance.\xFF 1 _INBOX.\xFE 12 14\r\n")
             .await
             .unwrap();
         server.write_all(b"NATS/1.0\r\n\r\nhi\r\n").await.unwrap();
 
-        let err = connection.read_op().await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let Some(ServerOp::Message {
+            subject,
+            reply,
+            payload,
+            ..
+        }) = connection.read_op().await.unwrap()
+        else {
+            panic!("expected a message");
+        };
+        assert_eq!(subject.as_str(), "balance.\u{FFFD}");
+        assert_eq!(reply.unwrap().as_str(), "_INBOX.\u{FFFD}");
+        assert_eq!(payload, "hi");
+    }
+
+    // A header block is written by the message's publisher and forwarded as is by
+    // the server: a malformed one is delivered with its unreadable parts dropped,
+    // and the connection keeps reading the next operation.
+    #[tokio::test]
+    async fn hmsg_with_malformed_header_block_is_delivered() {
+        let cases: [(&[u8], &[(&str, &str)]); 9] = [
+            // Not UTF-8: only that field is dropped.
+            (
+                b"NATS/1.0\r\nA: 1\r\nBad: \xFF\xFE\r\nB: 2\r\n\r\n",
+                &[("A", "1"), ("B", "2")],
+            ),
+            // No `:`.
+            (b"NATS/1.0\r\nnocolon\r\nB: 2\r\n\r\n", &[("B", "2")]),
+            // An invalid name.
+            (b"NATS/1.0\r\nA B: 1\r\nB: 2\r\n\r\n", &[("B", "2")]),
+            // A lone `\r` in a value (`HeaderValue` refuses it).
+            (b"NATS/1.0\r\nA: x\ry\r\nB: 2\r\n\r\n", &[("B", "2")]),
+            // A continuation line that is not UTF-8 drops its whole field.
+            (b"NATS/1.0\r\nA: x\r\n \xFF\r\nB: 2\r\n\r\n", &[("B", "2")]),
+            // A readable continuation line still continues its field.
+            (b"NATS/1.0\r\nA: x\r\n y\r\n\r\n", &[("A", "x y")]),
+            // Not a NATS header block at all.
+            (b"HTTP/1.1\r\nA: 1\r\n\r\n", &[]),
+            (b"\xFF\r\nA: 1\r\n\r\n", &[]),
+            // A status that is not a status code is dropped, the headers are kept.
+            (b"NATS/1.0 abc def\r\nA: 1\r\n\r\n", &[("A", "1")]),
+        ];
+        for (block, expected) in cases {
+            let (stream, mut server) = io::duplex(1024);
+            let mut connection =
+                Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
+
+            let mut op = format!(
+                "HMSG FOO.BAR 10 INBOX.35 {} {}\r\n",
+                block.len(),
+                block.len() + 2
+            )
+            .into_bytes();
+            op.extend_from_slice(block);
+            op.extend_from_slice(b"hi\r\nPING\r\n");
+            server.write_all(&op).await.unwrap();
+
+            let Some(ServerOp::Message {
+                headers,
+                payload,
+                status,
+                description,
+                ..
+            }) = connection.read_op().await.unwrap()
+            else {
+                panic!("expected a message");
+            };
+            let expected_headers = HeaderMap::from_iter(
+                expected
+                    .iter()
+                    .map(|(name, value)| (name.parse().unwrap(), value.parse().unwrap())),
+            );
+            assert_eq!(headers, Some(expected_headers), "{block:?}");
+            assert_eq!(payload, "hi", "{block:?}");
+            assert_eq!(status, None, "{block:?}");
+            assert_eq!(description, None, "{block:?}");
+            assert_eq!(connection.read_op().await.unwrap(), Some(ServerOp::Ping));
+        }
+    }
+
+    // Status messages (JetStream's among them) still parse as before.
+    #[tokio::test]
+    async fn hmsg_with_status_and_headers() {
+        let (stream, mut server) = io::duplex(1024);
+        let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
+
+        let block = b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 1\r\n\r\n";
+        let mut op = format!("HMSG FOO.BAR 10 {} {}\r\n", block.len(), block.len()).into_bytes();
+        op.extend_from_slice(block);
+        op.extend_from_slice(b"\r\n");
+        server.write_all(&op).await.unwrap();
+
+        let Some(ServerOp::Message {
+            headers,
+            status,
+            description,
+            ..
+        }) = connection.read_op().await.unwrap()
+        else {
+            panic!("expected a message");
+        };
+        assert_eq!(status, Some(StatusCode::TIMEOUT));
+        assert_eq!(description.as_deref(), Some("Request Timeout"));
+        assert_eq!(
+            headers
+                .unwrap()
+                .get("Nats-Pending-Messages")
+                .unwrap()
+                .as_str(),
+            "1"
+        );
     }
 }
 
