@@ -643,6 +643,11 @@ async fn stored_async_calls_with_malformed_headers_are_processed_or_dead_lettere
     for index in 0..HOSTILE_BLOCKS.len() {
         assert_eq!(seen.attempts_of(&format!("hostile-{index}")), [1]);
     }
+    // No further dead letter (one would have been published before its message was acked).
+    assert!(
+        futures_util::FutureExt::now_or_never(dead_letters.next()).is_none(),
+        "a third dead letter"
+    );
     let mut dlq = within(js.get_stream(natsgen::streams::DLQ_STREAM))
         .await
         .unwrap();
