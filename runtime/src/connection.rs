@@ -290,7 +290,7 @@ pub async fn connect(urls: impl ServerUrls) -> Result<Connection, Error> {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ConnectOptions {
     options: async_nats::ConnectOptions,
     credentials_file: Option<PathBuf>,
@@ -306,7 +306,14 @@ impl ConnectOptions {
     /// Default options: no authentication, reconnect forever, the default circuit breaker
     /// ([`CircuitBreakerConfig::new`]), no retries unless a call asks.
     pub fn new() -> Self {
-        Self::default()
+        ConnectOptions {
+            options: async_nats::ConnectOptions::new().event_callback(log_event),
+            credentials_file: None,
+            circuit_breaker: CircuitBreakerConfig::default(),
+            client_options: ClientOptions::default(),
+            explicit_auth: false,
+            streams: StreamSettings::default(),
+        }
     }
 
     /// The circuit breaker of every service called over this connection (see
@@ -480,6 +487,33 @@ impl ConnectOptions {
             self.client_options,
             self.streams,
         )
+    }
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Logs what happens to the connection (async-nats reports it through one callback; setting
+/// another with [`ConnectOptions::nats_options`] replaces this one). A slow consumer means a
+/// subscription's buffer overflowed and the client library dropped messages: natsgen's own
+/// subscriptions take their messages off as they come, so this points at a subscription of the
+/// user's, or at a process too busy to keep up.
+async fn log_event(event: async_nats::Event) {
+    match event {
+        async_nats::Event::SlowConsumer(subscription) => tracing::warn!(
+            subscription,
+            "slow consumer: NATS messages were dropped because a subscription's buffer was full"
+        ),
+        async_nats::Event::Connected => tracing::info!("connected to NATS"),
+        async_nats::Event::Disconnected => {
+            tracing::warn!("disconnected from NATS; reconnecting")
+        }
+        async_nats::Event::ServerError(error) => tracing::warn!(%error, "NATS server error"),
+        async_nats::Event::ClientError(error) => tracing::warn!(%error, "NATS client error"),
+        other => tracing::info!(event = %other, "NATS connection event"),
     }
 }
 

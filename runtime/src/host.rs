@@ -450,8 +450,9 @@ pub(crate) struct ServiceRuntime {
     /// The handler slots (`max_concurrency`), shared by RPC, async and event work.
     pub(crate) permits: Arc<Semaphore>,
     max_concurrency: usize,
-    queued: AtomicUsize,
-    max_queue: usize,
+    /// Requests and best-effort events waiting for a handler slot.
+    pub(crate) queued: AtomicUsize,
+    pub(crate) max_queue: usize,
     /// Per-endpoint counters, indexed like `descriptor.endpoints`; `$SRV.STATS` reads them.
     pub(crate) stats: Arc<ServiceStats>,
 }

@@ -6,6 +6,10 @@
 //! | `ASYNC_<service>` | `<service>.async.*` | work queue (a call is removed once acked) | a client's first async call, a [`Host`](crate::Host) serving the service |
 //! | `EVENTS_<package>` | the package's declared topics (and handlers' patterns) | limits, `max_age` 7 days | a publisher whose topic no stream captures, a host serving a handler (durable or best effort) whose topic or pattern no stream captures |
 //! | `NATSGEN_DLQ` | `natsgen.dlq.>` | limits, `max_age` 30 days | the first dead letter |
+//! | `KV_NATSGEN_STATE` (KV bucket [`STATE_BUCKET`]) | `$KV.NATSGEN_STATE.>` | one value per key, 7 days | a host's first pull consumer, the first extension of an event stream's subjects |
+//!
+//! Replicas and limits come from the connection's [`StreamSettings`] (default R1, 1 GiB each,
+//! discard policy `new`).
 //!
 //! All are file-backed with a 2-minute duplicate window ([`DUPLICATE_WINDOW`], `Nats-Msg-Id`).
 //!
@@ -314,16 +318,16 @@ pub async fn ensure_async_stream(
 /// added: the server refuses overlapping subjects). Subjects are only ever added, so older
 /// publishers and newer ones can share the stream.
 ///
-/// Two processes may extend the subject list at the same moment, and a stream update replaces
-/// the whole list, so one could undo the other's: each checks its topics are there after its
-/// update, and adds them again if not (a few times, after a short random pause).
+/// A stream update replaces the whole subject list, so two processes extending it at the same
+/// moment could undo each other's change: writers take turns through a lock in the state bucket
+/// ([`STATE_BUCKET`], key `lock.<stream>`, a lease of a few seconds so a crashed holder does not
+/// block others), and each checks its topics are there after its update.
 pub async fn ensure_event_stream(
     js: &jetstream::Context,
     settings: &StreamSettings,
     package: &str,
     topics: &[&str],
 ) -> Result<stream::Stream, Error> {
-    const ATTEMPTS: u32 = 8;
     let name = event_stream_name(package);
     let mut stream = js
         .get_or_create_stream(stream::Config {
@@ -342,26 +346,40 @@ pub async fn ensure_event_stream(
         })
         .await
         .map_err(|e| stream_error(&name, e))?;
-    for attempt in 1..=ATTEMPTS {
+    if missing_topics(&stream.cached_info().config.subjects, topics).is_empty() {
+        return Ok(stream);
+    }
+    // A stream update replaces the whole subject list: writers take turns.
+    let state = ensure_state_bucket(js, settings).await?;
+    let lock = StreamLock::acquire(&state, &name).await?;
+    let added = add_topics(js, &mut stream, topics).await;
+    lock.release().await;
+    added.map(|()| stream)
+}
+
+/// The topics no subject of `subjects` covers.
+fn missing_topics(subjects: &[String], topics: &[&str]) -> Vec<String> {
+    topics
+        .iter()
+        .filter(|t| !subjects.iter().any(|s| subject_is_covered(t, s)))
+        .map(|t| (*t).to_owned())
+        .collect()
+}
+
+/// Adds the topics the stream's subjects lack, checking they are there afterwards (a writer
+/// that does not take the lock could still undo the change).
+async fn add_topics(
+    js: &jetstream::Context,
+    stream: &mut stream::Stream,
+    topics: &[&str],
+) -> Result<(), Error> {
+    const ATTEMPTS: u32 = 3;
+    let name = stream.cached_info().config.name.clone();
+    for _ in 0..ATTEMPTS {
         let info = stream.info().await.map_err(|e| stream_error(&name, e))?;
-        let missing: Vec<String> = topics
-            .iter()
-            .filter(|t| {
-                !info
-                    .config
-                    .subjects
-                    .iter()
-                    .any(|s| subject_is_covered(t, s))
-            })
-            .map(|t| (*t).to_owned())
-            .collect();
+        let missing = missing_topics(&info.config.subjects, topics);
         if missing.is_empty() {
-            return Ok(stream);
-        }
-        if attempt > 1 {
-            tracing::debug!(stream = %name, ?missing, "another process changed the subjects meanwhile; adding ours again");
-            let pause = 10 + crate::ids::new_span_id() % 40;
-            tokio::time::sleep(Duration::from_millis(pause)).await;
+            return Ok(());
         }
         let mut config = info.config.clone();
         config.subjects.extend(missing);
@@ -369,9 +387,13 @@ pub async fn ensure_event_stream(
             .await
             .map_err(|e| stream_error(&name, e))?;
     }
+    let info = stream.info().await.map_err(|e| stream_error(&name, e))?;
+    if missing_topics(&info.config.subjects, topics).is_empty() {
+        return Ok(());
+    }
     Err(stream_error(
         &name,
-        format!("its subjects kept changing; {topics:?} could not be added in {ATTEMPTS} tries"),
+        format!("its subjects kept changing; {topics:?} could not be added"),
     ))
 }
 
@@ -421,24 +443,98 @@ pub async fn ensure_dlq_stream(
     .map_err(|e| stream_error(DLQ_STREAM, e))
 }
 
-/// The KV bucket where workers note deliveries returned by a shutdown (unstarted, or cancelled
-/// after the grace period), so they do not count as attempts.
-pub const RETURNS_BUCKET: &str = "NATSGEN_RETURNS";
+/// A lease on `lock.<stream>` in the state bucket, given back by [`StreamLock::release`]; a lease
+/// that ran out (its holder crashed) may be taken over.
+struct StreamLock {
+    state: jetstream::kv::Store,
+    key: String,
+    revision: u64,
+}
 
-/// Creates the returns bucket when it is missing.
-pub async fn ensure_returns_bucket(
+/// How long a stream lock holds before another writer may take it over.
+const STREAM_LOCK_LEASE: Duration = Duration::from_secs(10);
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+impl StreamLock {
+    /// Takes the lock of `stream`, waiting (a bounded time) for another holder to release it or
+    /// for its lease to run out.
+    async fn acquire(state: &jetstream::kv::Store, stream: &str) -> Result<Self, Error> {
+        let key = format!("lock.{stream}");
+        let started = std::time::Instant::now();
+        loop {
+            let lease = (unix_millis() + STREAM_LOCK_LEASE.as_millis() as u64).to_string();
+            let taken = match state.create(&key, lease.clone().into()).await {
+                Ok(revision) => Some(revision),
+                Err(_) => match state.entry(&key).await {
+                    Ok(Some(entry))
+                        if std::str::from_utf8(&entry.value)
+                            .ok()
+                            .and_then(|until| until.parse::<u64>().ok())
+                            .is_none_or(|until| until < unix_millis()) =>
+                    {
+                        // Deleted meanwhile, or its holder's lease ran out: take it over.
+                        state.update(&key, lease.into(), entry.revision).await.ok()
+                    }
+                    _ => None,
+                },
+            };
+            if let Some(revision) = taken {
+                return Ok(StreamLock {
+                    state: state.clone(),
+                    key,
+                    revision,
+                });
+            }
+            if started.elapsed() > 3 * STREAM_LOCK_LEASE {
+                return Err(stream_error(
+                    stream,
+                    "another process holds the lock on its subjects (`lock.<stream>` in \
+                     NATSGEN_STATE) for too long",
+                ));
+            }
+            let pause = 10 + crate::ids::new_span_id() % 40;
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+    }
+
+    async fn release(self) {
+        if let Err(error) = self
+            .state
+            .delete_expect_revision(&self.key, Some(self.revision))
+            .await
+        {
+            tracing::debug!(%error, "could not release a stream lock; its lease runs out by itself");
+        }
+    }
+}
+
+/// natsgen's coordination state, a KV bucket: `returns.<stream>.<consumer>.<sequence>` counts the
+/// deliveries of a message a shutdown returned (unstarted, or cancelled after the grace period),
+/// so they do not count as attempts; `lock.<stream>` serializes changes of a stream's subjects.
+pub const STATE_BUCKET: &str = "NATSGEN_STATE";
+
+/// Creates the state bucket when it is missing.
+pub async fn ensure_state_bucket(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> Result<jetstream::kv::Store, Error> {
-    match js.get_key_value(RETURNS_BUCKET).await {
+    match js.get_key_value(STATE_BUCKET).await {
         Ok(store) => return Ok(store),
         Err(error) if error.kind() == jetstream::context::KeyValueErrorKind::GetBucket => {}
-        Err(error) => return Err(stream_error(RETURNS_BUCKET, error)),
+        Err(error) => return Err(stream_error(STATE_BUCKET, error)),
     }
     let created = js
         .create_key_value(jetstream::kv::Config {
-            bucket: RETURNS_BUCKET.to_owned(),
-            description: "natsgen: deliveries returned by a shutdown, per message".to_owned(),
+            bucket: STATE_BUCKET.to_owned(),
+            description: "natsgen: deliveries returned by shutdowns, stream update locks"
+                .to_owned(),
             history: 1,
             max_age: EVENT_MAX_AGE,
             storage: stream::StorageType::File,
@@ -450,9 +546,9 @@ pub async fn ensure_returns_bucket(
         Ok(store) => Ok(store),
         // Another worker may have created it meanwhile.
         Err(error) => js
-            .get_key_value(RETURNS_BUCKET)
+            .get_key_value(STATE_BUCKET)
             .await
-            .map_err(|_| stream_error(RETURNS_BUCKET, error)),
+            .map_err(|_| stream_error(STATE_BUCKET, error)),
     }
 }
 

@@ -32,7 +32,7 @@
 //! 1. Async calls: the method is found by the subject. An unknown method is dead-lettered at
 //!    once (`unknown_method`).
 //! 2. The attempt number is JetStream's delivery count less the deliveries a shutdown returned
-//!    (noted in the KV bucket `NATSGEN_RETURNS`, read on redeliveries only).
+//!    (noted in the KV bucket `NATSGEN_STATE`, read on redeliveries only).
 //!    A message past the endpoint's `max_attempts` — its last allowed attempt did not complete
 //!    because its worker crashed (or dead-lettering its failure failed) — is dead-lettered without
 //!    running (`abandoned`).
@@ -76,11 +76,13 @@
 //! # Best-effort events
 //!
 //! `delivery: best_effort` handlers subscribe with core NATS to their topic or pattern, in queue
-//! group `<service>_<handler>` (`mode: broadcast`: no queue group). A message waits in the
-//! subscription until a handler slot is free. Failures are logged, not retried; events published
-//! while no instance runs are lost.
+//! group `<service>_<handler>` (`mode: broadcast`: no queue group). An event waits for a free
+//! handler slot in the service's bounded queue (`max_queue`, shared with RPC); beyond it, it is
+//! dropped with a warning and counted as `busy` in the stats, so memory stays bounded. Failures
+//! are logged, not retried; events published while no instance runs are lost.
 
 use std::pin::pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -575,7 +577,7 @@ async fn start_pull(
     let descriptor = runtime.descriptor;
     let client = runtime.connection.nats();
     let js = jetstream::new(client.clone());
-    let returns = streams::ensure_returns_bucket(&js, runtime.connection.stream_settings()).await?;
+    let returns = streams::ensure_state_bucket(&js, runtime.connection.stream_settings()).await?;
     let lane = Arc::new(Lane {
         runtime: Arc::clone(runtime),
         source,
@@ -983,7 +985,10 @@ async fn pull_loop(
 
 /// The returns bucket's key of a message of a consumer.
 fn returns_key(info: &AckInfo<'_>) -> String {
-    format!("{}.{}.{}", info.stream, info.consumer, info.stream_sequence)
+    format!(
+        "returns.{}.{}.{}",
+        info.stream, info.consumer, info.stream_sequence
+    )
 }
 
 /// Takes one slot out of a reservation.
@@ -1610,14 +1615,20 @@ async fn start_best_effort(
     })
 }
 
-/// The loop of a best-effort handler: one task per event, each once a handler slot is free.
-/// On stop it unsubscribes (draining) and still handles what had arrived.
+/// The loop of a best-effort handler. Events are taken off the subscription as they come (so
+/// none pile up in the client library's buffer, where an overflow would drop them unseen): each
+/// runs as soon as a handler slot is free, waiting meanwhile in the service's bounded queue
+/// (`max_queue`, shared with RPC); when that is full too, the event is dropped — best effort is
+/// at most once — with a warning and a `busy` error in the endpoint's stats. On stop it
+/// unsubscribes (draining) and still handles what had arrived.
 async fn listen(
     listener: Arc<Listener>,
     mut subscriber: Subscriber,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let runtime = &listener.runtime;
     let mut draining = false;
+    let mut dropped = 0u64;
     loop {
         let message = if draining {
             subscriber.next().await
@@ -1636,24 +1647,28 @@ async fn listen(
             }
         };
         let Some(message) = message else { break };
-        let acquire = Arc::clone(&listener.runtime.permits).acquire_owned();
-        let permit = if draining {
-            acquire.await
-        } else {
-            let mut acquire = pin!(acquire);
-            tokio::select! {
-                biased;
-                permit = &mut acquire => permit,
-                _ = &mut stop => {
-                    draining = true;
-                    if let Err(error) = subscriber.drain().await {
-                        tracing::warn!(subject = listener.endpoint.subject, %error, "failed to drain");
-                    }
-                    acquire.await
+        let permit = match Arc::clone(&runtime.permits).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) if runtime.queued.fetch_add(1, Ordering::Relaxed) < runtime.max_queue => None,
+            Err(_) => {
+                runtime.queued.fetch_sub(1, Ordering::Relaxed);
+                dropped += 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(
+                        service = runtime.descriptor.name,
+                        handler = listener.endpoint.name,
+                        dropped,
+                        "every handler slot is busy and the queue is full: best-effort events are \
+                         dropped"
+                    );
                 }
+                let error = ServiceError::busy("dropped: every handler slot busy, queue full");
+                runtime
+                    .stats
+                    .record(listener.index, Duration::ZERO, Some(&error));
+                continue;
             }
         };
-        let Ok(permit) = permit else { break };
         tokio::spawn(handle_best_effort(Arc::clone(&listener), message, permit));
     }
     tracing::debug!(subject = listener.endpoint.subject, "stopped listening");
@@ -1662,10 +1677,22 @@ async fn listen(
 async fn handle_best_effort(
     listener: Arc<Listener>,
     message: Message,
-    permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
 ) {
     let received = Instant::now();
     let runtime = &listener.runtime;
+    let permit = match permit {
+        Some(permit) => permit,
+        None => {
+            // Queued: wait for a slot. The semaphore is never closed.
+            let acquired = Arc::clone(&runtime.permits).acquire_owned().await;
+            runtime.queued.fetch_sub(1, Ordering::Relaxed);
+            match acquired {
+                Ok(permit) => permit,
+                Err(_) => return,
+            }
+        }
+    };
     let endpoint = listener.endpoint;
     let service = runtime.descriptor.name;
     let ctx = Context::from_message(

@@ -437,6 +437,69 @@ async fn undecodable_calls_and_unknown_methods_are_dead_lettered_at_once() {
 }
 
 #[tokio::test]
+async fn a_message_close_to_max_payload_still_gets_its_dead_letter() {
+    let (_server, nats) = start_server().await;
+    let mut dead_letters = watch_dead_letters(&nats).await;
+    let (log, host) = serve_jobs(&nats, |host| host).await;
+    let js = jetstream::new(nats.nats().clone());
+    let max_payload = nats.max_payload();
+
+    // A foreign publisher's call that does not decode and leaves no room for a letter's headers:
+    // the letter drops the copied headers, then cuts the body, and says so.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("X-Foreign", "x".repeat(200).as_str());
+    let body = format!(
+        r#"{{"job_id": 5, "pad": "{}"}}"#,
+        "p".repeat(max_payload - 400)
+    );
+    within(js.publish_with_headers("job_runner.async.run", headers, body.clone().into()))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let letter = within(dead_letters.next()).await.unwrap();
+    let letter_headers = letter.headers.as_ref().unwrap();
+    assert_eq!(
+        header(letter_headers, "Natsgen-Dlq-Reason"),
+        Some("undecodable")
+    );
+    assert_eq!(
+        header(letter_headers, "Natsgen-Dlq-Headers-Dropped"),
+        Some("1")
+    );
+    assert_eq!(
+        header(letter_headers, "Natsgen-Dlq-Truncated"),
+        Some(body.len().to_string().as_str())
+    );
+    assert!(header(letter_headers, "X-Foreign").is_none());
+    assert!(body.as_bytes().starts_with(&letter.payload));
+    assert!(letter.payload.len() + 4096 > body.len());
+    wait_until_drained(&nats, "ASYNC_job_runner").await;
+
+    // natsgen's own clients refuse a call too large to be dead-lettered, before sending it.
+    let client = JobRunnerClient::new(&nats);
+    let too_large = "j".repeat(max_payload - 1000);
+    match within(client.run(too_large, 0, 0)).await {
+        Err(natsgen::CallError::Encode(message)) => {
+            assert!(message.contains("payload_too_large"), "{message}")
+        }
+        other => panic!("expected the call to be refused, got {other:?}"),
+    }
+    let events = Events::new(&nats);
+    let refused = within(events.jobs_failed(&JobsFailed {
+        job_id: "j".into(),
+        error: "e".repeat(max_payload - 1000),
+    }))
+    .await;
+    assert!(
+        matches!(&refused, Err(natsgen::Error::Publish { reason, .. }) if reason.contains("payload_too_large")),
+        "{refused:?}"
+    );
+    assert!(log.snapshot().is_empty(), "{:?}", log.snapshot());
+    within(host.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
 async fn the_same_idempotency_key_twice_is_processed_once() {
     let (_server, nats) = start_server().await;
     let client = JobRunnerClient::new(&nats);
