@@ -13,6 +13,9 @@ pub mod common {
 pub mod r#match {
     natsgen::include_schema!("match");
 }
+pub mod adversarial {
+    natsgen::include_schema!("adversarial");
+}
 pub mod e2e {
     natsgen::include_schema!("e2e");
 }
