@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::Diagnostics;
-use crate::format::format;
+use crate::format::{format, Formatting};
 use crate::render::{render_package, Options};
 use crate::validate::load;
 
@@ -74,6 +74,7 @@ pub struct Builder {
     out_dir: Option<PathBuf>,
     options: Options,
     cargo_output: bool,
+    formatting: Formatting,
 }
 
 impl Default for Builder {
@@ -82,6 +83,7 @@ impl Default for Builder {
             out_dir: None,
             options: Options::default(),
             cargo_output: true,
+            formatting: Formatting::Direct,
         }
     }
 }
@@ -130,6 +132,15 @@ impl Builder {
         self
     }
 
+    /// How the output is checked and laid out; default [`Formatting::Direct`]: as the templates
+    /// write it, which is what a build script wants. [`Formatting::Checked`] also parses it with
+    /// `syn`, [`Formatting::Prettyplease`] re-prints it with `prettyplease`; both cost ten times
+    /// the rest of generation.
+    pub fn formatting(mut self, formatting: Formatting) -> Self {
+        self.formatting = formatting;
+        self
+    }
+
     /// Validates the schemas and returns the generated files, writing nothing.
     pub fn generate<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Vec<GeneratedFile>, Error> {
         self.generate_inner(paths).1
@@ -155,7 +166,7 @@ impl Builder {
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let code = match format(&code, &source) {
+            let code = match format(&code, &source, self.formatting) {
                 Ok(code) => code,
                 Err(e) => return (loaded.files, Err(Error::Render(e))),
             };

@@ -14,8 +14,9 @@
 //!
 //! The pipeline runs one way: [`parse`](crate::parse) (YAML → nodes with positions) →
 //! [`validate`](crate::validate) (nodes → the checked [`model`], every problem collected) →
-//! [`render`](crate::render) (askama templates → Rust source) → [`format`](crate::format)
-//! (`syn` + `prettyplease`). [`Builder`] and the `natsgen` CLI only wire these together.
+//! [`render`](crate::render) (askama templates → formatted Rust source) →
+//! [`format`](crate::format) (the header; on request a `syn` check or `prettyplease`). [`Builder`]
+//! and the `natsgen` CLI only wire these together.
 
 mod builder;
 pub mod diagnostic;
@@ -28,4 +29,5 @@ mod validate;
 
 pub use builder::{compile, configure, write_if_changed, Builder, Error, GeneratedFile};
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub use format::Formatting;
 pub use validate::{load, Loaded};

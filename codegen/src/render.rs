@@ -68,7 +68,7 @@ struct Renderer<'a> {
 /// (the other std trait methods it knows differ from ours in receiver or return type), and
 /// `wrong_self_convention` expects `new` and `from_*` to take no `self`, `into_*` to take `self` and
 /// `to_*_mut` to take `&mut self`.
-fn method_allows(name: &str) -> Vec<String> {
+fn method_allows(name: &str) -> Lines {
     let name = names::unraw(name);
     let mut lints = Vec::new();
     if matches!(name, "clone" | "cmp") {
@@ -82,38 +82,104 @@ fn method_allows(name: &str) -> Vec<String> {
     {
         lints.push("clippy::wrong_self_convention");
     }
-    lints
-        .into_iter()
-        .map(|lint| format!("#[allow({lint})]\n"))
-        .collect()
+    Lines(
+        lints
+            .into_iter()
+            .map(|lint| format!("#[allow({lint})]"))
+            .collect(),
+    )
+}
+
+/// The `#[allow]`s of a generated method: `too_many_arguments` past clippy's 7, then those its
+/// name needs.
+fn member_allows(name: &str, many_args: bool) -> Lines {
+    let mut lines = Lines::default();
+    if many_args {
+        lines.0.push("#[allow(clippy::too_many_arguments)]".into());
+    }
+    lines.extend(method_allows(name));
+    lines
 }
 
 fn lit(s: &str) -> String {
     format!("{s:?}")
 }
 
-/// Doc attributes for a description. Control characters become spaces: a bare CR or NUL inside
-/// a `///` comment would not compile once printed.
-fn docs(description: Option<&str>) -> Vec<String> {
-    description
-        .map(|d| {
-            d.trim_end()
-                .lines()
-                .map(|l| {
-                    let clean: String = l
-                        .chars()
-                        .map(|c| if c.is_control() { ' ' } else { c })
-                        .collect();
-                    format!("#[doc = {}]\n", lit(&format!(" {}", clean.trim_end())))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// Lines that go before an item — doc comments and attributes — indented by the template.
+#[derive(Debug, Clone, Default)]
+pub struct Lines(Vec<String>);
+
+impl Lines {
+    /// Every line at `indent`, each ending in a newline; nothing when there are none.
+    pub fn at(&self, indent: &str) -> String {
+        let mut out = String::new();
+        for line in &self.0 {
+            out.push_str(indent);
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+
+    fn push_doc(&mut self, text: &str) {
+        self.0.push(doc_line(text));
+    }
+
+    /// A `///` line with nothing after it, between a description and a generated note.
+    fn push_doc_break(&mut self) {
+        if !self.0.is_empty() {
+            self.0.push("///".into());
+        }
+    }
+
+    fn extend(&mut self, other: Lines) {
+        self.0.extend(other.0);
+    }
+}
+
+/// One `///` line. Control characters become spaces: a bare CR or NUL inside a doc comment would
+/// not compile, and a line feed would end it.
+fn doc_line(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let clean = clean.trim_end();
+    if clean.is_empty() {
+        "///".into()
+    } else {
+        format!("/// {clean}")
+    }
+}
+
+/// Doc comment lines for a description.
+fn docs(description: Option<&str>) -> Lines {
+    let mut lines = Lines::default();
+    if let Some(d) = description {
+        for l in d.trim_end().lines() {
+            lines.push_doc(l);
+        }
+    }
+    lines
+}
+
+/// `#[derive(...)]` at `indent`, wrapped one path a line when it would pass 100 columns.
+fn derive_attr(paths: &[String], indent: &str) -> String {
+    let one_line = format!("#[derive({})]", paths.join(", "));
+    if indent.len() + one_line.len() <= 100 {
+        return format!("{indent}{one_line}\n");
+    }
+    let mut out = format!("{indent}#[derive(\n");
+    for p in paths {
+        out.push_str(&format!("{indent}    {p},\n"));
+    }
+    out.push_str(&format!("{indent})]\n"));
+    out
 }
 
 pub struct StructView {
-    docs: Vec<String>,
-    derives: String,
+    /// Docs and attributes, derive included, at the struct's indentation.
+    head: String,
     vis: &'static str,
     field_vis: &'static str,
     name: String,
@@ -121,15 +187,14 @@ pub struct StructView {
 }
 
 pub struct FieldView {
-    docs: Vec<String>,
-    attrs: Vec<String>,
+    /// Docs, then `#[serde(..)]`.
+    head: Lines,
     name: String,
     ty: String,
 }
 
 pub struct EnumView {
-    docs: Vec<String>,
-    derives: String,
+    head: String,
     name: String,
     variants: Vec<VariantView>,
 }
@@ -140,7 +205,7 @@ pub struct VariantView {
 }
 
 pub struct WildcardView {
-    docs: Vec<String>,
+    docs: Lines,
     name: String,
     variants: Vec<WildcardVariant>,
 }
@@ -154,33 +219,30 @@ pub struct WildcardVariant {
 
 #[derive(Template)]
 #[template(path = "struct.rs", escape = "none")]
-struct StructTemplate<'a> {
-    rt: &'a str,
+struct StructTemplate {
     s: StructView,
 }
 
 #[derive(Template)]
 #[template(path = "enum.rs", escape = "none")]
-struct EnumTemplate<'a> {
-    rt: &'a str,
+struct EnumTemplate {
     e: EnumView,
 }
 
 #[derive(Template)]
 #[template(path = "wildcard.rs", escape = "none")]
-struct WildcardTemplate<'a> {
-    rt: &'a str,
+struct WildcardTemplate {
     w: WildcardView,
 }
 
 pub struct ErrorView {
-    docs: Vec<String>,
+    docs: Lines,
     name: String,
     variants: Vec<ErrorVariant>,
 }
 
 pub struct ErrorVariant {
-    docs: Vec<String>,
+    docs: Lines,
     name: String,
     wire: String,
     message: String,
@@ -191,13 +253,12 @@ pub struct ErrorVariant {
 #[derive(Template)]
 #[template(path = "errors.rs", escape = "none")]
 struct ErrorsTemplate<'a> {
-    rt: &'a str,
     private: &'a str,
     errors: Vec<ErrorView>,
 }
 
 pub struct ServiceView {
-    docs: Vec<String>,
+    docs: Lines,
     wire: String,
     trait_name: String,
     server: String,
@@ -209,11 +270,16 @@ pub struct ServiceView {
     calls: Vec<MemberView>,
 }
 
+#[derive(Clone)]
 pub struct MemberView {
-    docs: Vec<String>,
+    /// Docs and lint `#[allow]`s.
+    head: Lines,
+    /// The `#[allow]`s of the `Api` impl, whose docs are the trait's.
+    impl_allows: Lines,
+    /// The params struct literal's body: `{ a, b }`.
+    params_init: String,
     name: String,
     args: Vec<ArgView>,
-    many_args: bool,
     ok: String,
     err: String,
     is_handler: bool,
@@ -221,10 +287,9 @@ pub struct MemberView {
     params_struct: String,
     call_type: String,
     core_fn: &'static str,
-    /// Lints the method's name trips (see [`method_allows`]).
-    allows: Vec<String>,
 }
 
+#[derive(Clone)]
 pub struct ArgView {
     name: String,
     ty: String,
@@ -233,7 +298,6 @@ pub struct ArgView {
 #[derive(Template)]
 #[template(path = "service.rs", escape = "none")]
 struct ServiceTemplate<'a> {
-    rt: &'a str,
     private: &'a str,
     client: bool,
     server: bool,
@@ -241,16 +305,14 @@ struct ServiceTemplate<'a> {
 }
 
 pub struct EventView {
-    docs: Vec<String>,
+    head: Lines,
     method: String,
-    allows: Vec<String>,
     ty: String,
 }
 
 #[derive(Template)]
 #[template(path = "events.rs", escape = "none")]
 struct EventsTemplate<'a> {
-    rt: &'a str,
     private: &'a str,
     package: String,
     events: Vec<EventView>,
@@ -266,12 +328,58 @@ pub struct DescriptorView {
 }
 
 pub struct EndpointView {
-    name: String,
+    /// `field: value` for every field that differs from the private `ENDPOINT`.
+    fields: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "private.rs", escape = "none")]
+struct PrivateTemplate<'a> {
+    private: &'a str,
+    package: String,
+    structs: Vec<StructView>,
+    /// Every distinct JSON schema of the package's endpoints, once: `SCHEMA_<index>`.
+    schemas: Vec<String>,
+    /// The endpoint every endpoint literal starts from (`..ENDPOINT`), as field lines.
+    endpoint_base: Vec<String>,
+    descriptors: Vec<DescriptorView>,
+    has_events: bool,
+    topics: Vec<String>,
+}
+
+/// The JSON schema of "no value": an endpoint's result unless it has one.
+const NULL_SCHEMA: &str = r#"{"type":"null"}"#;
+
+/// The JSON schemas of a package's endpoints, each distinct one once (`SCHEMA_<index>`): methods
+/// that take or return the same types share them, and each may embed the `$defs` of many types.
+#[derive(Default)]
+struct SchemaTable {
+    index: BTreeMap<String, usize>,
+    literals: Vec<String>,
+}
+
+impl SchemaTable {
+    fn name(&mut self, schema: String) -> String {
+        let index = match self.index.get(&schema) {
+            Some(index) => *index,
+            None => {
+                let index = self.literals.len();
+                self.literals.push(lit(&schema));
+                self.index.insert(schema, index);
+                index
+            }
+        };
+        format!("SCHEMA_{index}")
+    }
+}
+
+/// One endpoint of a service descriptor, before it is written.
+struct Endpoint<'a> {
+    name: &'a str,
     kind: &'static str,
-    subject: String,
+    subject: &'a str,
     timeout_ms: u64,
-    max_attempts: u32,
-    backoff_ms: u64,
+    retry: crate::model::Retry,
     mode: &'static str,
     delivery: &'static str,
     params_schema: String,
@@ -279,40 +387,111 @@ pub struct EndpointView {
     errors: Vec<String>,
 }
 
-#[derive(Template)]
-#[template(path = "private.rs", escape = "none")]
-struct PrivateTemplate<'a> {
-    rt: &'a str,
-    private: &'a str,
-    package: String,
-    structs: Vec<StructView>,
-    descriptors: Vec<DescriptorView>,
-    has_events: bool,
-    topics: Vec<String>,
+/// The private `ENDPOINT` every endpoint literal starts from: what an endpoint is unless it says
+/// otherwise.
+fn endpoint_base() -> Vec<String> {
+    vec![
+        "name: \"\",".into(),
+        "kind: __rt::EndpointKind::Rpc,".into(),
+        "subject: \"\",".into(),
+        format!("timeout_ms: {DEFAULT_TIMEOUT_MS},"),
+        format!(
+            "retry: __rt::RetryPolicy {{ max_attempts: {}, backoff_ms: {} }},",
+            DEFAULT_RETRY.max_attempts, DEFAULT_RETRY.backoff_ms
+        ),
+        "mode: __rt::DeliveryMode::Shared,".into(),
+        "delivery: __rt::Delivery::Durable,".into(),
+        "params_schema: \"{}\",".into(),
+        format!("result_schema: {},", lit(NULL_SCHEMA)),
+        "errors: &[],".into(),
+    ]
+}
+
+/// The fields of an endpoint that differ from `ENDPOINT`; the name and subject always.
+fn endpoint_view(e: Endpoint<'_>, schemas: &mut SchemaTable) -> EndpointView {
+    let mut fields = vec![
+        format!("name: {},", lit(e.name)),
+        format!("subject: {},", lit(e.subject)),
+    ];
+    if e.kind != "Rpc" {
+        fields.insert(1, format!("kind: __rt::EndpointKind::{},", e.kind));
+    }
+    if e.timeout_ms != DEFAULT_TIMEOUT_MS {
+        fields.push(format!("timeout_ms: {},", e.timeout_ms));
+    }
+    if e.retry != DEFAULT_RETRY {
+        fields.push(format!(
+            "retry: __rt::RetryPolicy {{ max_attempts: {}, backoff_ms: {} }},",
+            e.retry.max_attempts, e.retry.backoff_ms
+        ));
+    }
+    if e.mode != "Shared" {
+        fields.push(format!("mode: __rt::DeliveryMode::{},", e.mode));
+    }
+    if e.delivery != "Durable" {
+        fields.push(format!("delivery: __rt::Delivery::{},", e.delivery));
+    }
+    if e.params_schema != "{}" {
+        fields.push(format!("params_schema: {},", schemas.name(e.params_schema)));
+    }
+    if e.result_schema != NULL_SCHEMA {
+        fields.push(format!("result_schema: {},", schemas.name(e.result_schema)));
+    }
+    if !e.errors.is_empty() {
+        fields.push(format!("errors: &[{}],", e.errors.join(", ")));
+    }
+    EndpointView { fields }
+}
+
+/// Light clean-up of rendered source, so templates need not be exact about blank lines: no
+/// trailing spaces, no blank line after an opening or before a closing bracket, never two blank
+/// lines in a row, one newline at the end. Lines are safe to treat one by one: string literals are
+/// written escaped, so none spans lines.
+fn tidy(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut pending_blank = false;
+    for line in code.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            pending_blank = !out.is_empty()
+                && !out.ends_with("{\n")
+                && !out.ends_with("[\n")
+                && !out.ends_with("(\n");
+            continue;
+        }
+        let closing = line.trim_start().starts_with(['}', ']', ')']);
+        if pending_blank && !closing {
+            out.push('\n');
+        }
+        pending_blank = false;
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 impl Renderer<'_> {
     fn render(&self) -> Result<String, askama::Error> {
         let p = self.package;
-        let mut out = String::new();
-        let rt = self.rt;
+        // The one name a generated file adds to the module it is included into besides its
+        // items; names with `__` are reserved, so no schema name can clash with it.
+        let mut out = format!("use {}::codegen as __rt;\n\n", self.rt);
         for t in &p.types {
             match &t.body {
                 TypeBody::Struct(fields) => out.push_str(
                     &StructTemplate {
-                        rt,
                         s: self.struct_view(t, fields),
                     }
                     .render()?,
                 ),
                 TypeBody::Enum(values) => out.push_str(
                     &EnumTemplate {
-                        rt,
                         e: self.enum_view(t, values),
                     }
                     .render()?,
                 ),
             }
+            out.push_str("\n\n");
         }
         for e in &p.events {
             if let EventPayload::Inline(fields) = &e.payload {
@@ -326,22 +505,22 @@ impl Renderer<'_> {
                 };
                 out.push_str(
                     &StructTemplate {
-                        rt,
                         s: self.struct_view(&def, fields),
                     }
                     .render()?,
                 );
+                out.push_str("\n\n");
             }
         }
         for s in &p.services {
             for h in s.handlers.iter().filter(|h| h.is_wildcard()) {
                 out.push_str(
                     &WildcardTemplate {
-                        rt,
                         w: self.wildcard_view(s, h),
                     }
                     .render()?,
                 );
+                out.push_str("\n\n");
             }
         }
 
@@ -357,22 +536,22 @@ impl Renderer<'_> {
         if self.options.server || self.options.client {
             out.push_str(
                 &ErrorsTemplate {
-                    rt: self.rt,
                     private: PRIVATE,
                     errors,
                 }
                 .render()?,
             );
+            out.push_str("\n\n");
         }
 
         let mut descriptors = Vec::new();
+        let mut schemas = SchemaTable::default();
         for (si, s) in p.services.iter().enumerate() {
             let view = self.service_view(s, si, &mut private_structs);
-            descriptors.push(self.descriptor_view(s, si));
+            descriptors.push(self.descriptor_view(s, si, &mut schemas));
             if self.options.server || self.options.client {
                 out.push_str(
                     &ServiceTemplate {
-                        rt: self.rt,
                         private: PRIVATE,
                         client: self.options.client && !s.methods.is_empty(),
                         server: self.options.server,
@@ -380,6 +559,7 @@ impl Renderer<'_> {
                     }
                     .render()?,
                 );
+                out.push_str("\n\n");
             }
         }
         let has_events = !p.events.is_empty();
@@ -387,52 +567,49 @@ impl Renderer<'_> {
             let events = p
                 .events
                 .iter()
-                .map(|e| EventView {
-                    docs: {
-                        let mut d = docs(e.description.as_deref());
-                        if !d.is_empty() {
-                            d.push(format!("#[doc = {}]\n", lit("")));
-                        }
-                        d.push(format!(
-                            "#[doc = {}]\n",
-                            lit(&format!(" Publishes on `{}`.", e.topic))
-                        ));
-                        d
-                    },
-                    method: names::topic_method(&e.topic),
-                    allows: method_allows(&names::topic_method(&e.topic)),
-                    ty: self.event_type(&p.name, e.topic.as_str(), &e.payload, 0),
+                .map(|e| {
+                    let method = names::topic_method(&e.topic);
+                    let mut head = docs(e.description.as_deref());
+                    head.push_doc_break();
+                    head.push_doc(&format!("Publishes on `{}`.", e.topic));
+                    head.extend(method_allows(&method));
+                    EventView {
+                        head,
+                        method,
+                        ty: self.event_type(&p.name, e.topic.as_str(), &e.payload, 0),
+                    }
                 })
                 .collect();
             out.push_str(
                 &EventsTemplate {
-                    rt: self.rt,
                     private: PRIVATE,
                     package: p.name.clone(),
                     events,
                 }
                 .render()?,
             );
+            out.push_str("\n\n");
         }
         out.push_str(
             &PrivateTemplate {
-                rt: self.rt,
                 private: PRIVATE,
                 package: lit(&p.name),
                 structs: private_structs,
+                schemas: schemas.literals,
+                endpoint_base: endpoint_base(),
                 descriptors,
                 has_events,
                 topics: p.events.iter().map(|e| lit(&e.topic)).collect(),
             }
             .render()?,
         );
-        Ok(out)
+        Ok(tidy(&out))
     }
 
-    fn derives(&self, base: &[&str]) -> String {
+    fn derives(&self, base: &[&str]) -> Vec<String> {
         let mut all: Vec<String> = vec![
-            format!("{}::codegen::serde::Serialize", self.rt),
-            format!("{}::codegen::serde::Deserialize", self.rt),
+            "__rt::Serialize".to_string(),
+            "__rt::Deserialize".to_string(),
         ];
         all.extend(base.iter().map(|s| (*s).to_string()));
         for extra in &self.options.extra_derives {
@@ -440,28 +617,39 @@ impl Renderer<'_> {
                 all.push(extra.clone());
             }
         }
-        all.join(", ")
+        all
+    }
+
+    /// Docs, the builder's type attributes and the derive of a schema type.
+    fn type_head(&self, description: Option<&str>, base: &[&str]) -> String {
+        let mut head = docs(description);
+        head.0.extend(self.options.type_attributes.iter().cloned());
+        let mut out = head.at("");
+        out.push_str(&derive_attr(&self.derives(base), ""));
+        out
     }
 
     fn struct_view(&self, t: &TypeDef, fields: &[Field]) -> StructView {
-        let mut d = docs(t.description.as_deref());
-        d.extend(
-            self.options
-                .type_attributes
-                .iter()
-                .map(|a| format!("{a}\n")),
-        );
         StructView {
-            docs: d,
-            derives: self.derives(&[
-                "::core::fmt::Debug",
-                "::core::clone::Clone",
-                "::core::cmp::PartialEq",
-            ]),
+            head: self.type_head(
+                t.description.as_deref(),
+                &["__rt::Debug", "__rt::Clone", "__rt::PartialEq"],
+            ),
             vis: "pub",
             field_vis: "pub",
             name: names::type_ident(&t.name),
             fields: fields.iter().map(|f| self.field_view(f, 0)).collect(),
+        }
+    }
+
+    /// A private serde-only struct (params, error details).
+    fn private_struct(&self, name: String, fields: Vec<FieldView>) -> StructView {
+        StructView {
+            head: derive_attr(&self.derives(&[]), "    "),
+            vis: "pub(super)",
+            field_vis: "pub(super)",
+            name,
+            fields,
         }
     }
 
@@ -484,17 +672,15 @@ impl Renderer<'_> {
             serde.push("default".into());
             serde.push(format!(
                 "skip_serializing_if = {}",
-                lit("::core::option::Option::is_none")
+                lit("__rt::Option::is_none")
             ));
         }
-        let attrs = if serde.is_empty() {
-            Vec::new()
-        } else {
-            vec![format!("#[serde({})]\n", serde.join(", "))]
-        };
+        let mut head = docs(f.description.as_deref());
+        if !serde.is_empty() {
+            head.0.push(format!("#[serde({})]", serde.join(", ")));
+        }
         FieldView {
-            docs: docs(f.description.as_deref()),
-            attrs,
+            head,
             name,
             ty: self.field_type(&f.ty, f.boxed, depth),
         }
@@ -504,12 +690,9 @@ impl Renderer<'_> {
         if boxed {
             match ty {
                 TypeRef::Optional(inner) => {
-                    format!(
-                        "::core::option::Option<::std::boxed::Box<{}>>",
-                        self.rust_type(inner, depth)
-                    )
+                    format!("__rt::Option<__rt::Box<{}>>", self.rust_type(inner, depth))
                 }
-                _ => format!("::std::boxed::Box<{}>", self.rust_type(ty, depth)),
+                _ => format!("__rt::Box<{}>", self.rust_type(ty, depth)),
             }
         } else {
             self.rust_type(ty, depth)
@@ -518,29 +701,28 @@ impl Renderer<'_> {
 
     /// The Rust type for a schema type, as seen from a module `depth` levels below the package's.
     fn rust_type(&self, ty: &TypeRef, depth: usize) -> String {
-        let rt = self.rt;
         match ty {
             TypeRef::Primitive(p) => match p {
                 Primitive::Bool => "bool".into(),
-                Primitive::String => "::std::string::String".into(),
-                Primitive::Bytes => format!("{rt}::Binary"),
+                Primitive::String => "__rt::String".into(),
+                Primitive::Bytes => "__rt::Binary".into(),
                 Primitive::I32 => "i32".into(),
                 Primitive::I64 => "i64".into(),
                 Primitive::U32 => "u32".into(),
                 Primitive::U64 => "u64".into(),
                 Primitive::F32 => "f32".into(),
                 Primitive::F64 => "f64".into(),
-                Primitive::Timestamp => format!("{rt}::Timestamp"),
-                Primitive::Uuid => format!("{rt}::codegen::uuid::Uuid"),
-                Primitive::Json => format!("{rt}::codegen::serde_json::Value"),
+                Primitive::Timestamp => "__rt::Timestamp".into(),
+                Primitive::Uuid => "__rt::uuid::Uuid".into(),
+                Primitive::Json => "__rt::serde_json::Value".into(),
             },
-            TypeRef::List(inner) => format!("::std::vec::Vec<{}>", self.rust_type(inner, depth)),
+            TypeRef::List(inner) => format!("__rt::Vec<{}>", self.rust_type(inner, depth)),
             TypeRef::Map(inner) => format!(
-                "::std::collections::BTreeMap<::std::string::String, {}>",
+                "__rt::BTreeMap<__rt::String, {}>",
                 self.rust_type(inner, depth)
             ),
             TypeRef::Optional(inner) => {
-                format!("::core::option::Option<{}>", self.rust_type(inner, depth))
+                format!("__rt::Option<{}>", self.rust_type(inner, depth))
             }
             TypeRef::Named { package, name } => {
                 let ups = "super::".repeat(depth);
@@ -558,23 +740,18 @@ impl Renderer<'_> {
     }
 
     fn enum_view(&self, t: &TypeDef, values: &[String]) -> EnumView {
-        let mut d = docs(t.description.as_deref());
-        d.extend(
-            self.options
-                .type_attributes
-                .iter()
-                .map(|a| format!("{a}\n")),
-        );
         EnumView {
-            docs: d,
-            derives: self.derives(&[
-                "::core::fmt::Debug",
-                "::core::clone::Clone",
-                "::core::marker::Copy",
-                "::core::cmp::PartialEq",
-                "::core::cmp::Eq",
-                "::core::hash::Hash",
-            ]),
+            head: self.type_head(
+                t.description.as_deref(),
+                &[
+                    "__rt::Debug",
+                    "__rt::Clone",
+                    "__rt::Copy",
+                    "__rt::PartialEq",
+                    "__rt::Eq",
+                    "__rt::Hash",
+                ],
+            ),
             name: names::type_ident(&t.name),
             variants: values
                 .iter()
@@ -615,15 +792,13 @@ impl Renderer<'_> {
     }
 
     fn wildcard_view(&self, s: &Service, h: &Handler) -> WildcardView {
-        let mut d = vec![format!(
-            "#[doc = {}]\n",
-            lit(&format!(
-                " The events `{}.{}` handles (pattern `{}`).",
-                s.name, h.name, h.pattern
-            ))
-        )];
+        let mut d = Lines::default();
+        d.push_doc(&format!(
+            "The events `{}.{}` handles (pattern `{}`).",
+            s.name, h.name, h.pattern
+        ));
         if let Some(desc) = &h.description {
-            d.push(format!("#[doc = {}]\n", lit("")));
+            d.push_doc_break();
             d.extend(docs(Some(desc)));
         }
         WildcardView {
@@ -635,7 +810,7 @@ impl Renderer<'_> {
                 .filter_map(|(pkg, topic)| {
                     let payload = self.find_event(pkg, topic)?;
                     Some(WildcardVariant {
-                        doc: lit(&format!(" `{topic}`")),
+                        doc: doc_line(&format!("`{topic}`")),
                         name: names::pascal_ident(topic),
                         ty: self.event_type(pkg, topic, payload, 0),
                         topic: lit(topic),
@@ -668,14 +843,10 @@ impl Renderer<'_> {
                 let fields: Vec<FieldView> =
                     e.fields.iter().map(|f| self.field_view(f, 0)).collect();
                 if !fields.is_empty() {
-                    private.push(StructView {
-                        docs: Vec::new(),
-                        derives: String::new(),
-                        vis: "pub(super)",
-                        field_vis: "pub(super)",
-                        name: details.clone(),
-                        fields: e.fields.iter().map(|f| self.field_view(f, 1)).collect(),
-                    });
+                    private.push(self.private_struct(
+                        details.clone(),
+                        e.fields.iter().map(|f| self.field_view(f, 1)).collect(),
+                    ));
                 }
                 ErrorVariant {
                     docs: docs(e.description.as_deref()),
@@ -687,11 +858,10 @@ impl Renderer<'_> {
                 }
             })
             .collect();
+        let mut docs = Lines::default();
+        docs.push_doc(&format!("The errors `{}` declares.", m.name));
         ErrorView {
-            docs: vec![format!(
-                "#[doc = {}]\n",
-                lit(&format!(" The errors `{}` declares.", m.name))
-            )],
+            docs,
             name,
             variants,
         }
@@ -704,23 +874,18 @@ impl Renderer<'_> {
         private: &mut Vec<StructView>,
     ) -> ServiceView {
         let pascal = names::pascal(&s.name);
-        let rt = self.rt;
         let mut members = Vec::new();
-        let mut calls = Vec::new();
         for (method, m) in s.methods.iter().enumerate() {
             let params_struct = format!("S{service}M{method}Params");
-            private.push(StructView {
-                docs: Vec::new(),
-                derives: String::new(),
-                vis: "pub(super)",
-                field_vis: "pub(super)",
-                name: params_struct.clone(),
-                fields: m
-                    .params
-                    .iter()
-                    .map(|f| self.param_field_view(f, 1))
-                    .collect(),
-            });
+            private.push(
+                self.private_struct(
+                    params_struct.clone(),
+                    m.params
+                        .iter()
+                        .map(|f| self.param_field_view(f, 1))
+                        .collect(),
+                ),
+            );
             let args: Vec<ArgView> = m
                 .params
                 .iter()
@@ -735,34 +900,42 @@ impl Renderer<'_> {
                 .map(|t| self.rust_type(t, 0))
                 .unwrap_or_else(|| "()".into());
             let err = if m.errors.is_empty() {
-                format!("{rt}::ServiceError")
+                "__rt::ServiceError".to_string()
             } else {
                 Self::error_enum_name(m)
             };
-            let mut d = docs(m.description.as_deref());
-            if !d.is_empty() {
-                d.push(format!("#[doc = {}]\n", lit("")));
-            }
             let (call_type, core_fn, note) = match m.kind {
                 MethodKind::Rpc => (
-                    format!("{rt}::codegen::RpcCall<{ok}, {err}>"),
+                    format!("__rt::RpcCall<{ok}, {err}>"),
                     "rpc",
-                    format!(" RPC on `{}.rpc.{}`.", s.name, m.name),
+                    format!("RPC on `{}.rpc.{}`.", s.name, m.name),
                 ),
                 MethodKind::Async => (
-                    format!("{rt}::codegen::AsyncCall"),
+                    "__rt::AsyncCall".to_string(),
                     "send",
                     format!(
-                        " Async (durable, fire-and-forget) on `{}.async.{}`.",
+                        "Async (durable, fire-and-forget) on `{}.async.{}`.",
                         s.name, m.name
                     ),
                 ),
             };
-            d.push(format!("#[doc = {}]\n", lit(&note)));
-            let view = MemberView {
-                docs: d,
-                name: names::member(&m.name),
-                many_args: args.len() + 2 > 7,
+            let name = names::member(&m.name);
+            let many_args = args.len() + 2 > 7;
+            let mut head = docs(m.description.as_deref());
+            head.push_doc_break();
+            head.push_doc(&note);
+            head.extend(member_allows(&name, many_args));
+            let params_init = if args.is_empty() {
+                "{}".to_string()
+            } else {
+                let names: Vec<&str> = args.iter().map(|a| a.name.as_str()).collect();
+                format!("{{ {} }}", names.join(", "))
+            };
+            members.push(MemberView {
+                head,
+                impl_allows: member_allows("", many_args),
+                params_init,
+                name,
                 args,
                 ok,
                 err,
@@ -771,31 +944,9 @@ impl Renderer<'_> {
                 params_struct,
                 call_type,
                 core_fn,
-                allows: method_allows(&names::member(&m.name)),
-            };
-            calls.push(MemberView {
-                docs: view.docs.clone(),
-                name: view.name.clone(),
-                args: view
-                    .args
-                    .iter()
-                    .map(|a| ArgView {
-                        name: a.name.clone(),
-                        ty: a.ty.clone(),
-                    })
-                    .collect(),
-                many_args: view.many_args,
-                ok: view.ok.clone(),
-                err: view.err.clone(),
-                is_handler: false,
-                decode_event: String::new(),
-                params_struct: view.params_struct.clone(),
-                call_type: view.call_type.clone(),
-                core_fn,
-                allows: view.allows.clone(),
             });
-            members.push(view);
         }
+        let calls = members.clone();
         for h in &s.handlers {
             let (ty, decode) = if h.is_wildcard() {
                 let name = wildcard_enum_name(&s.name, &h.name);
@@ -811,36 +962,30 @@ impl Renderer<'_> {
                         self.find_event(pkg, topic)
                             .map(|p| self.event_type(pkg, topic, p, 0))
                     })
-                    .unwrap_or_else(|| format!("{rt}::codegen::serde_json::Value"));
-                (
-                    ty.clone(),
-                    format!("{rt}::codegen::decode_event::<{ty}>(&payload)?"),
-                )
+                    .unwrap_or_else(|| "__rt::serde_json::Value".to_string());
+                (ty.clone(), format!("__rt::decode_event::<{ty}>(&payload)?"))
             };
-            let mut d = docs(h.description.as_deref());
-            if !d.is_empty() {
-                d.push(format!("#[doc = {}]\n", lit("")));
-            }
-            d.push(format!(
-                "#[doc = {}]\n",
-                lit(&format!(" Handles `{}`.", h.pattern))
-            ));
+            let name = names::member(&h.name);
+            let mut head = docs(h.description.as_deref());
+            head.push_doc_break();
+            head.push_doc(&format!("Handles `{}`.", h.pattern));
+            head.extend(member_allows(&name, false));
             members.push(MemberView {
-                docs: d,
-                name: names::member(&h.name),
+                head,
+                impl_allows: Lines::default(),
+                params_init: String::new(),
+                name,
                 args: vec![ArgView {
                     name: "event".into(),
                     ty,
                 }],
-                many_args: false,
                 ok: "()".into(),
-                err: format!("{rt}::ServiceError"),
+                err: "__rt::ServiceError".to_string(),
                 is_handler: true,
                 decode_event: decode,
                 params_struct: String::new(),
                 call_type: String::new(),
                 core_fn: "",
-                allows: method_allows(&names::member(&h.name)),
             });
         }
         ServiceView {
@@ -861,7 +1006,12 @@ impl Renderer<'_> {
         }
     }
 
-    fn descriptor_view(&self, s: &Service, service: usize) -> DescriptorView {
+    fn descriptor_view(
+        &self,
+        s: &Service,
+        service: usize,
+        schemas: &mut SchemaTable,
+    ) -> DescriptorView {
         let mut endpoints = Vec::new();
         for m in &s.methods {
             let (kind, subject) = match m.kind {
@@ -902,19 +1052,21 @@ impl Renderer<'_> {
                 Some(ty) => self.with_defs(self.schema_of(ty), &[ty]),
                 None => json!({"type": "null"}),
             };
-            endpoints.push(EndpointView {
-                name: lit(&m.name),
-                kind,
-                subject: lit(&subject),
-                timeout_ms: m.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
-                max_attempts: retry.max_attempts,
-                backoff_ms: retry.backoff_ms,
-                mode: "Shared",
-                delivery: "Durable",
-                params_schema: lit(&params_schema.to_string()),
-                result_schema: lit(&result_schema.to_string()),
-                errors: m.errors.iter().map(|e| lit(&e.name)).collect(),
-            });
+            endpoints.push(endpoint_view(
+                Endpoint {
+                    name: &m.name,
+                    kind,
+                    subject: &subject,
+                    timeout_ms: m.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+                    retry,
+                    mode: "Shared",
+                    delivery: "Durable",
+                    params_schema: params_schema.to_string(),
+                    result_schema: result_schema.to_string(),
+                    errors: m.errors.iter().map(|e| lit(&e.name)).collect(),
+                },
+                schemas,
+            ));
         }
         for h in &s.handlers {
             let retry = h.retry.unwrap_or(DEFAULT_RETRY);
@@ -948,25 +1100,27 @@ impl Renderer<'_> {
                     .collect();
                 self.with_defs(json!({ "oneOf": one_of }), &refs)
             };
-            endpoints.push(EndpointView {
-                name: lit(&h.name),
-                kind: "Event",
-                subject: lit(&h.pattern),
-                timeout_ms: 0,
-                max_attempts: retry.max_attempts,
-                backoff_ms: retry.backoff_ms,
-                mode: match h.mode {
-                    Mode::Shared => "Shared",
-                    Mode::Broadcast => "Broadcast",
+            endpoints.push(endpoint_view(
+                Endpoint {
+                    name: &h.name,
+                    kind: "Event",
+                    subject: &h.pattern,
+                    timeout_ms: 0,
+                    retry,
+                    mode: match h.mode {
+                        Mode::Shared => "Shared",
+                        Mode::Broadcast => "Broadcast",
+                    },
+                    delivery: match h.delivery {
+                        Delivery::Durable => "Durable",
+                        Delivery::BestEffort => "BestEffort",
+                    },
+                    params_schema: schema.to_string(),
+                    result_schema: NULL_SCHEMA.to_string(),
+                    errors: Vec::new(),
                 },
-                delivery: match h.delivery {
-                    Delivery::Durable => "Durable",
-                    Delivery::BestEffort => "BestEffort",
-                },
-                params_schema: lit(&schema.to_string()),
-                result_schema: lit(&json!({"type": "null"}).to_string()),
-                errors: Vec::new(),
-            });
+                schemas,
+            ));
         }
         DescriptorView {
             name: format!("SERVICE_{service}"),

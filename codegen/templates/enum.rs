@@ -1,6 +1,4 @@
-{%- for d in e.docs %}{{ d }}{% endfor %}
-#[derive({{ e.derives }})]
-#[serde(crate = "{{ rt }}::codegen::serde")]
+{{ e.head }}#[serde(crate = "__rt::serde")]
 pub enum {{ e.name }} {
 {%- for v in e.variants %}
     #[serde(rename = {{ v.wire }})]
@@ -10,7 +8,7 @@ pub enum {{ e.name }} {
 
 impl {{ e.name }} {
     /// Every value, in declaration order.
-    pub const ALL: &'static [Self] = &[{% for v in e.variants %}Self::{{ v.name }},{% endfor %}];
+    pub const ALL: &'static [Self] = &[{% for v in e.variants %}{% if !loop.first %}, {% endif %}Self::{{ v.name }}{% endfor %}];
 
     /// The value as it is written on the wire.
     pub const fn as_str(&self) -> &'static str {
@@ -22,8 +20,8 @@ impl {{ e.name }} {
     }
 }
 
-impl ::core::fmt::Display for {{ e.name }} {
-    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+impl __rt::fmt::Display for {{ e.name }} {
+    fn fmt(&self, f: &mut __rt::fmt::Formatter<'_>) -> __rt::fmt::Result {
         f.write_str(self.as_str())
     }
 }

@@ -1,35 +1,29 @@
 {%- for e in errors %}
-{%- for d in e.docs %}{{ d }}{% endfor %}
-#[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq)]
+
+{{ e.docs.at("") }}#[derive(__rt::Debug, __rt::Clone, __rt::PartialEq)]
 pub enum {{ e.name }} {
 {%- for v in e.variants %}
-    {%- for d in v.docs %}{{ d }}{% endfor %}
-    {%- if v.fields.is_empty() %}
-    {{ v.name }},
-    {%- else %}
-    {{ v.name }} {
+{{ v.docs.at("    ") }}    {{ v.name }}{% if !v.fields.is_empty() %} {
     {%- for f in v.fields %}
-        {%- for d in f.docs %}{{ d }}{% endfor %}
-        {{ f.name }}: {{ f.ty }},
+{{ f.head.at("        ") }}        {{ f.name }}: {{ f.ty }},
     {%- endfor %}
-    },
-    {%- endif %}
+    }{% endif %},
 {%- endfor %}
     /// A failure that is not one of the declared errors (`internal`, `bad_request`, ...).
-    Internal({{ rt }}::ServiceError),
+    Internal(__rt::ServiceError),
 }
 
-impl {{ rt }}::codegen::MethodError for {{ e.name }} {
-    fn into_service_error(self) -> {{ rt }}::ServiceError {
+impl __rt::MethodError for {{ e.name }} {
+    fn into_service_error(self) -> __rt::ServiceError {
         match self {
 {%- for v in e.variants %}
     {%- if v.fields.is_empty() %}
-            Self::{{ v.name }} => {{ rt }}::codegen::declared_error_without_details({{ v.wire }}, {{ v.message }}),
+            Self::{{ v.name }} => __rt::declared_error_without_details({{ v.wire }}, {{ v.message }}),
     {%- else %}
-            Self::{{ v.name }} { {% for f in v.fields %}{{ f.name }},{% endfor %} } => {{ rt }}::codegen::declared_error(
+            Self::{{ v.name }} { {% for f in v.fields %}{% if !loop.first %}, {% endif %}{{ f.name }}{% endfor %} } => __rt::declared_error(
                 {{ v.wire }},
                 {{ v.message }},
-                &{{ private }}::{{ v.details }} { {% for f in v.fields %}{{ f.name }},{% endfor %} },
+                &{{ private }}::{{ v.details }} { {% for f in v.fields %}{% if !loop.first %}, {% endif %}{{ f.name }}{% endfor %} },
             ),
     {%- endif %}
 {%- endfor %}
@@ -37,15 +31,15 @@ impl {{ rt }}::codegen::MethodError for {{ e.name }} {
         }
     }
 
-    fn from_service_error(error: {{ rt }}::ServiceError) -> Self {
+    fn from_service_error(error: __rt::ServiceError) -> Self {
         match error.kind() {
 {%- for v in e.variants %}
     {%- if v.fields.is_empty() %}
             {{ v.wire }} => Self::{{ v.name }},
     {%- else %}
-            {{ v.wire }} => match {{ rt }}::codegen::decode_details::<{{ private }}::{{ v.details }}>(&error) {
-                ::core::result::Result::Ok(details) => Self::{{ v.name }} { {% for f in v.fields %}{{ f.name }}: details.{{ f.name }},{% endfor %} },
-                ::core::result::Result::Err(_) => Self::Internal(error),
+            {{ v.wire }} => match __rt::decode_details::<{{ private }}::{{ v.details }}>(&error) {
+                __rt::Result::Ok(d) => Self::{{ v.name }} { {% for f in v.fields %}{% if !loop.first %}, {% endif %}{{ f.name }}: d.{{ f.name }}{% endfor %} },
+                __rt::Result::Err(_) => Self::Internal(error),
             },
     {%- endif %}
 {%- endfor %}
@@ -54,20 +48,20 @@ impl {{ rt }}::codegen::MethodError for {{ e.name }} {
     }
 }
 
-impl ::core::fmt::Display for {{ e.name }} {
-    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+impl __rt::fmt::Display for {{ e.name }} {
+    fn fmt(&self, f: &mut __rt::fmt::Formatter<'_>) -> __rt::fmt::Result {
         match self {
 {%- for v in e.variants %}
             Self::{{ v.name }} { .. } => f.write_str({{ v.message }}),
 {%- endfor %}
-            Self::Internal(error) => ::core::fmt::Display::fmt(error, f),
+            Self::Internal(error) => __rt::fmt::Display::fmt(error, f),
         }
     }
 }
 
-impl ::core::convert::From<{{ rt }}::ServiceError> for {{ e.name }} {
-    fn from(error: {{ rt }}::ServiceError) -> Self {
+impl __rt::From<__rt::ServiceError> for {{ e.name }} {
+    fn from(error: __rt::ServiceError) -> Self {
         Self::Internal(error)
     }
 }
-{% endfor %}
+{%- endfor %}

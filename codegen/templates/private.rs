@@ -1,48 +1,59 @@
 #[doc(hidden)]
 #[allow(dead_code)]
 mod {{ private }} {
+    use super::__rt;
 {%- for s in structs %}
-    #[derive(
-        {{ rt }}::codegen::serde::Serialize,
-        {{ rt }}::codegen::serde::Deserialize,
-    )]
-    #[serde(crate = "{{ rt }}::codegen::serde")]
+
+{{ s.head }}    #[serde(crate = "__rt::serde")]
+{%- if s.fields.is_empty() %}
+    pub(super) struct {{ s.name }} {}
+{%- else %}
     pub(super) struct {{ s.name }} {
-    {%- for f in s.fields %}
-        {%- for a in f.attrs %}{{ a }}{% endfor %}
-        pub(super) {{ f.name }}: {{ f.ty }},
-    {%- endfor %}
+{%- for f in s.fields %}
+{{ f.head.at("        ") }}        pub(super) {{ f.name }}: {{ f.ty }},
+{%- endfor %}
     }
-{% endfor %}
+{%- endif %}
+{%- endfor %}
+{%- for schema in schemas %}
+{%- if loop.first %}
+{% endif %}
+    const SCHEMA_{{ loop.index0 }}: &str = {{ schema }};
+{%- endfor %}
+{%- if !descriptors.is_empty() %}
+
+    /// What an endpoint is unless it says otherwise.
+    const ENDPOINT: __rt::EndpointDescriptor = __rt::EndpointDescriptor {
+{%- for f in endpoint_base %}
+        {{ f }}
+{%- endfor %}
+    };
+{%- endif %}
 {%- for d in descriptors %}
-    pub(super) static {{ d.name }}: {{ rt }}::codegen::ServiceDescriptor = {{ rt }}::codegen::ServiceDescriptor {
+
+    pub(super) static {{ d.name }}: __rt::ServiceDescriptor = __rt::ServiceDescriptor {
         name: {{ d.service }},
         package: {{ d.package }},
         version: {{ d.version }},
         description: {{ d.description }},
-        topics: &[{% for t in topics %}{{ t }},{% endfor %}],
+        topics: &[{% for t in topics %}{% if !loop.first %}, {% endif %}{{ t }}{% endfor %}],
         endpoints: &[
-        {%- for e in d.endpoints %}
-            {{ rt }}::codegen::EndpointDescriptor {
-                name: {{ e.name }},
-                kind: {{ rt }}::codegen::EndpointKind::{{ e.kind }},
-                subject: {{ e.subject }},
-                timeout_ms: {{ e.timeout_ms }},
-                retry: {{ rt }}::codegen::RetryPolicy { max_attempts: {{ e.max_attempts }}, backoff_ms: {{ e.backoff_ms }} },
-                mode: {{ rt }}::codegen::DeliveryMode::{{ e.mode }},
-                delivery: {{ rt }}::codegen::Delivery::{{ e.delivery }},
-                params_schema: {{ e.params_schema }},
-                result_schema: {{ e.result_schema }},
-                errors: &[{% for x in e.errors %}{{ x }},{% endfor %}],
+{%- for e in d.endpoints %}
+            __rt::EndpointDescriptor {
+{%- for f in e.fields %}
+                {{ f }}
+{%- endfor %}
+                ..ENDPOINT
             },
-        {%- endfor %}
+{%- endfor %}
         ],
     };
-{% endfor %}
+{%- endfor %}
 {%- if has_events %}
-    pub(super) static EVENTS: {{ rt }}::codegen::EventsDescriptor = {{ rt }}::codegen::EventsDescriptor {
+
+    pub(super) static EVENTS: __rt::EventsDescriptor = __rt::EventsDescriptor {
         package: {{ package }},
-        topics: &[{% for t in topics %}{{ t }},{% endfor %}],
+        topics: &[{% for t in topics %}{% if !loop.first %}, {% endif %}{{ t }}{% endfor %}],
     };
 {%- endif %}
 }

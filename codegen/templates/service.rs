@@ -1,188 +1,162 @@
 {%- if server %}
-{%- for d in s.docs %}{{ d }}{% endfor %}
-///
+{{ s.docs.at("") }}///
 /// Implement it with plain `async fn`s and serve it with [`{{ s.server }}`] on a `Host`.
-pub trait {{ s.trait_name }}: ::core::marker::Send + ::core::marker::Sync + 'static {
+pub trait {{ s.trait_name }}: __rt::Send + __rt::Sync + 'static {
 {%- for m in s.members %}
-    {%- for d in m.docs %}{{ d }}{% endfor %}
-    {%- if m.many_args %}
-    #[allow(clippy::too_many_arguments)]
-    {%- endif %}
-    {%- for a in m.allows %}{{ a }}{% endfor %}
-    fn {{ m.name }}(
+
+{{ m.head.at("    ") }}    fn {{ m.name }}(
         &self,
-        ctx: &{{ rt }}::Context,
-        {%- for p in m.args %}
+        ctx: &__rt::Context,
+{%- for p in m.args %}
         {{ p.name }}: {{ p.ty }},
-        {%- endfor %}
-    ) -> impl ::core::future::Future<Output = ::core::result::Result<{{ m.ok }}, {{ m.err }}>> + ::core::marker::Send;
+{%- endfor %}
+    ) -> impl __rt::Future<Output = __rt::Result<{{ m.ok }}, {{ m.err }}>> + __rt::Send;
 {%- endfor %}
 }
 
 /// Serves a [`{{ s.trait_name }}`] implementation: give it to a `natsgen::Host`.
 pub struct {{ s.server }}<__Impl> {
-    {%- if s.members.is_empty() %}
+{%- if s.members.is_empty() %}
     #[allow(dead_code)]
-    {%- endif %}
-    inner: ::std::sync::Arc<__Impl>,
+{%- endif %}
+    inner: __rt::Arc<__Impl>,
 }
 
 impl<__Impl: {{ s.trait_name }}> {{ s.server }}<__Impl> {
     /// Wraps an implementation.
     pub fn new(inner: __Impl) -> Self {
-        Self { inner: ::std::sync::Arc::new(inner) }
+        Self { inner: __rt::Arc::new(inner) }
     }
 
     /// Wraps an implementation that is shared with other code.
-    pub fn from_arc(inner: ::std::sync::Arc<__Impl>) -> Self {
+    pub fn from_arc(inner: __rt::Arc<__Impl>) -> Self {
         Self { inner }
     }
 }
 
-impl<__Impl> ::core::fmt::Debug for {{ s.server }}<__Impl> {
-    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+impl<__Impl> __rt::Debug for {{ s.server }}<__Impl> {
+    fn fmt(&self, f: &mut __rt::fmt::Formatter<'_>) -> __rt::fmt::Result {
         f.write_str({{ s.server_lit }})
     }
 }
 
-impl<__Impl: {{ s.trait_name }}> {{ rt }}::codegen::Service for {{ s.server }}<__Impl> {
-    fn descriptor(&self) -> &'static {{ rt }}::codegen::ServiceDescriptor {
+impl<__Impl: {{ s.trait_name }}> __rt::Service for {{ s.server }}<__Impl> {
+    fn descriptor(&self) -> &'static __rt::ServiceDescriptor {
         &{{ private }}::{{ s.descriptor }}
     }
-
-{%- if s.members.is_empty() %}
+{% if s.members.is_empty() %}
     fn call(
         &self,
         endpoint: usize,
-        _ctx: {{ rt }}::Context,
-        _payload: {{ rt }}::codegen::Bytes,
-    ) -> {{ rt }}::codegen::BoxFuture<::core::result::Result<{{ rt }}::codegen::Bytes, {{ rt }}::ServiceError>> {
-        ::std::boxed::Box::pin({{ rt }}::codegen::unknown_endpoint(endpoint))
+        _ctx: __rt::Context,
+        _payload: __rt::Bytes,
+    ) -> __rt::BoxFuture<__rt::Result<__rt::Bytes, __rt::ServiceError>> {
+        __rt::Box::pin(__rt::unknown_endpoint(endpoint))
     }
 {%- else %}
     fn call(
         &self,
         endpoint: usize,
-        ctx: {{ rt }}::Context,
-        payload: {{ rt }}::codegen::Bytes,
-    ) -> {{ rt }}::codegen::BoxFuture<::core::result::Result<{{ rt }}::codegen::Bytes, {{ rt }}::ServiceError>> {
-        let inner = ::core::clone::Clone::clone(&self.inner);
+        ctx: __rt::Context,
+        payload: __rt::Bytes,
+    ) -> __rt::BoxFuture<__rt::Result<__rt::Bytes, __rt::ServiceError>> {
+        let inner = __rt::Clone::clone(&self.inner);
         match endpoint {
 {%- for m in s.members %}
-            {{ loop.index0 }}usize => ::std::boxed::Box::pin(async move {
+            {{ loop.index0 }} => __rt::respond(async move {
     {%- if m.is_handler %}
                 let event = {{ m.decode_event }};
-                let result = <__Impl as {{ s.trait_name }}>::{{ m.name }}(&inner, &ctx, event).await;
+                __Impl::{{ m.name }}(&inner, &ctx, event).await
+    {%- else if m.args.is_empty() %}
+                let _: {{ private }}::{{ m.params_struct }} = __rt::decode_params(&payload)?;
+                __Impl::{{ m.name }}(&inner, &ctx).await
     {%- else %}
-                {%- if m.args.is_empty() %}
-                let _params: {{ private }}::{{ m.params_struct }} = {{ rt }}::codegen::decode_params(&payload)?;
-                {%- else %}
-                let params: {{ private }}::{{ m.params_struct }} = {{ rt }}::codegen::decode_params(&payload)?;
-                {%- endif %}
-                let result = <__Impl as {{ s.trait_name }}>::{{ m.name }}(&inner, &ctx, {% for p in m.args %}params.{{ p.name }},{% endfor %}).await;
+                let p: {{ private }}::{{ m.params_struct }} = __rt::decode_params(&payload)?;
+                __Impl::{{ m.name }}(&inner, &ctx{% for a in m.args %}, p.{{ a.name }}{% endfor %}).await
     {%- endif %}
-                match result {
-                    ::core::result::Result::Ok(value) => {{ rt }}::codegen::encode_result(&value),
-                    ::core::result::Result::Err(error) => ::core::result::Result::Err(
-                        {{ rt }}::codegen::MethodError::into_service_error(error),
-                    ),
-                }
             }),
 {%- endfor %}
-            _ => ::std::boxed::Box::pin({{ rt }}::codegen::unknown_endpoint(endpoint)),
+            _ => __rt::Box::pin(__rt::unknown_endpoint(endpoint)),
         }
     }
 {%- endif %}
 }
 {%- endif %}
-{% if client %}
+{%- if client %}
+
 /// The calls of `{{ s.wire }}` as a trait, so callers can be generic over it and tests can
 /// substitute their own implementation. [`{{ s.client }}`] implements it.
-pub trait {{ s.api }}: ::core::marker::Send + ::core::marker::Sync {
+pub trait {{ s.api }}: __rt::Send + __rt::Sync {
 {%- for m in s.calls %}
-    {%- for d in m.docs %}{{ d }}{% endfor %}
-    {%- if m.many_args %}
-    #[allow(clippy::too_many_arguments)]
-    {%- endif %}
-    {%- for a in m.allows %}{{ a }}{% endfor %}
-    fn {{ m.name }}(
+
+{{ m.head.at("    ") }}    fn {{ m.name }}(
         &self,
-        {%- for p in m.args %}
+{%- for p in m.args %}
         {{ p.name }}: {{ p.ty }},
-        {%- endfor %}
-        options: {{ rt }}::CallOptions,
-    ) -> impl ::core::future::Future<Output = ::core::result::Result<{{ m.ok }}, {{ rt }}::CallError<{{ m.err }}>>> + ::core::marker::Send;
+{%- endfor %}
+        options: __rt::CallOptions,
+    ) -> impl __rt::Future<Output = __rt::Result<{{ m.ok }}, __rt::CallError<{{ m.err }}>>> + __rt::Send;
 {%- endfor %}
 }
 
-{%- for d in s.docs %}{{ d }}{% endfor %}
-///
+{{ s.docs.at("") }}///
 /// A typed client: each method returns a call builder; `.await` it, or set per-call options first.
-#[derive(::core::fmt::Debug, ::core::clone::Clone)]
+#[derive(__rt::Debug, __rt::Clone)]
 pub struct {{ s.client }} {
-    core: {{ rt }}::codegen::ClientCore,
+    core: __rt::ClientCore,
 }
 
 impl {{ s.client }} {
     /// A client for `{{ s.wire }}` over `connection`.
-    pub fn new(connection: &{{ rt }}::Connection) -> Self {
-        Self { core: {{ rt }}::codegen::ClientCore::new(connection, &{{ private }}::{{ s.descriptor }}) }
+    pub fn new(connection: &__rt::Connection) -> Self {
+        Self { core: __rt::ClientCore::new(connection, &{{ private }}::{{ s.descriptor }}) }
     }
 
     /// The same client with other defaults (retries) than its connection's.
-    pub fn with_options(self, options: {{ rt }}::ClientOptions) -> Self {
+    pub fn with_options(self, options: __rt::ClientOptions) -> Self {
         Self { core: self.core.with_options(options) }
     }
 
     /// The same client, retrying calls that certainly did not run (no responders, busy) this way.
-    pub fn with_retry(self, retry: {{ rt }}::CallRetry) -> Self {
+    pub fn with_retry(self, retry: __rt::CallRetry) -> Self {
         Self { core: self.core.with_retry(retry) }
     }
 {%- for m in s.calls %}
 
-    {%- for d in m.docs %}{{ d }}{% endfor %}
-    {%- if m.many_args %}
-    #[allow(clippy::too_many_arguments)]
-    {%- endif %}
-    {%- for a in m.allows %}{{ a }}{% endfor %}
-    pub fn {{ m.name }}(
+{{ m.head.at("    ") }}    pub fn {{ m.name }}({% if m.args.is_empty() %}&self{% else %}
         &self,
-        {%- for p in m.args %}
+{%- for p in m.args %}
         {{ p.name }}: {{ p.ty }},
-        {%- endfor %}
-    ) -> {{ m.call_type }} {
-        self.core.{{ m.core_fn }}(
-            {{ loop.index0 }}usize,
-            {{ rt }}::codegen::encode_params(&{{ private }}::{{ m.params_struct }} { {% for p in m.args %}{{ p.name }},{% endfor %} }),
-        )
+{%- endfor %}
+    {% endif %}) -> {{ m.call_type }} {
+        let params = {{ private }}::{{ m.params_struct }} {{ m.params_init }};
+        self.core.{{ m.core_fn }}({{ loop.index0 }}, __rt::encode_params(&params))
     }
 {%- endfor %}
 }
 
-impl {{ rt }}::codegen::GeneratedClient for {{ s.client }} {
-    fn descriptor() -> &'static {{ rt }}::codegen::ServiceDescriptor {
+impl __rt::GeneratedClient for {{ s.client }} {
+    fn descriptor() -> &'static __rt::ServiceDescriptor {
         &{{ private }}::{{ s.descriptor }}
     }
 
-    fn from_core(core: {{ rt }}::codegen::ClientCore) -> Self {
+    fn from_core(core: __rt::ClientCore) -> Self {
         Self { core }
     }
 }
 
 impl {{ s.api }} for {{ s.client }} {
 {%- for m in s.calls %}
-    {%- if m.many_args %}
-    #[allow(clippy::too_many_arguments)]
-    {%- endif %}
-    fn {{ m.name }}(
+
+{{ m.impl_allows.at("    ") }}    fn {{ m.name }}(
         &self,
-        {%- for p in m.args %}
+{%- for p in m.args %}
         {{ p.name }}: {{ p.ty }},
-        {%- endfor %}
-        options: {{ rt }}::CallOptions,
-    ) -> impl ::core::future::Future<Output = ::core::result::Result<{{ m.ok }}, {{ rt }}::CallError<{{ m.err }}>>> + ::core::marker::Send {
-        ::core::future::IntoFuture::into_future({{ s.client }}::{{ m.name }}(self, {% for p in m.args %}{{ p.name }},{% endfor %}).options(options))
+{%- endfor %}
+        options: __rt::CallOptions,
+    ) -> impl __rt::Future<Output = __rt::Result<{{ m.ok }}, __rt::CallError<{{ m.err }}>>> + __rt::Send {
+        __rt::IntoFuture::into_future(Self::{{ m.name }}(self{% for a in m.args %}, {{ a.name }}{% endfor %}).options(options))
     }
 {%- endfor %}
 }
-{% endif %}
+{%- endif %}

@@ -1,8 +1,7 @@
-{%- for d in w.docs %}{{ d }}{% endfor %}
-#[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq)]
+{{ w.docs.at("") }}#[derive(__rt::Debug, __rt::Clone, __rt::PartialEq)]
 pub enum {{ w.name }} {
 {%- for v in w.variants %}
-    #[doc = {{ v.doc }}]
+    {{ v.doc }}
     {{ v.name }}({{ v.ty }}),
 {%- endfor %}
 }
@@ -18,15 +17,12 @@ impl {{ w.name }} {
     }
 
     #[doc(hidden)]
-    pub fn decode(
-        subject: &str,
-        payload: &[u8],
-    ) -> ::core::result::Result<Self, {{ rt }}::ServiceError> {
+    pub fn decode(subject: &str, payload: &[u8]) -> __rt::Result<Self, __rt::ServiceError> {
         match subject {
 {%- for v in w.variants %}
-            {{ v.topic }} => ::core::result::Result::Ok(Self::{{ v.name }}({{ rt }}::codegen::decode_event(payload)?)),
+            {{ v.topic }} => __rt::Result::Ok(Self::{{ v.name }}(__rt::decode_event(payload)?)),
 {%- endfor %}
-            other => ::core::result::Result::Err({{ rt }}::codegen::unknown_topic(other)),
+            other => __rt::Result::Err(__rt::unknown_topic(other)),
         }
     }
 }

@@ -5,9 +5,10 @@
 //! - a model comes back exactly when there are no diagnostics;
 //! - every diagnostic points into the file it names: offset and length inside the text, on
 //!   character boundaries, line and column ≥ 1 and agreeing with the offset;
-//! - every schema that validates also generates (`configure().generate`, which renders and parses
-//!   the output with `syn`), and the generated code has no duplicate names a compiler would reject
-//!   (items in a module, fields, variants, trait and impl members, function parameters).
+//! - every schema that validates also generates (`configure().generate`, the build-script path,
+//!   which writes the templates' output without parsing it), the output parses with `syn`, and it
+//!   has no duplicate names a compiler would reject (items in a module, fields, variants, trait and
+//!   impl members, function parameters).
 //!
 //! Everything is deterministic: a xorshift generator with a fixed seed. Set `NATSGEN_FUZZ_SEED` to
 //! try other seeds and `NATSGEN_FUZZ_SCALE` (default 1) to multiply the number of inputs. Failing

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use natsgen_build::{configure, GeneratedFile};
+use natsgen_build::{configure, Formatting, GeneratedFile};
 
 fn valid_fixtures() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid");
@@ -141,15 +141,15 @@ fn only_cycle_edges_are_boxed() {
     let files = generate(&path);
     let code = &files[1].code;
     assert!(
-        code.contains("pub parent: ::core::option::Option<::std::boxed::Box<Tree>>"),
+        code.contains("pub parent: __rt::Option<__rt::Box<Tree>>"),
         "optional self edge boxed"
     );
     assert!(
-        code.contains("pub children: ::std::vec::Vec<Tree>"),
+        code.contains("pub children: __rt::Vec<Tree>"),
         "list edge not boxed"
     );
     assert!(
-        code.contains("pub back: ::std::boxed::Box<Ping>"),
+        code.contains("pub back: __rt::Box<Ping>"),
         "direct edge on a cycle boxed"
     );
     assert!(
@@ -225,6 +225,7 @@ fn builder_options_shape_the_output() {
     assert!(!code.contains("pub struct OrderServiceClient"));
     assert!(code.contains("pub trait OrderService:"));
     assert!(code.contains("::core::default::Default"));
+    assert!(code.contains("use ::natsgen::codegen as __rt;"));
     let files = configure()
         .build_server(false)
         .runtime_path("::renamed")
@@ -233,5 +234,94 @@ fn builder_options_shape_the_output() {
     let code = &files[0].code;
     assert!(!code.contains("pub trait OrderService:"));
     assert!(code.contains("pub struct OrderServiceClient"));
-    assert!(code.contains("::renamed::codegen") && !code.contains("::natsgen::"));
+    assert!(code.contains("use ::renamed::codegen as __rt;") && !code.contains("::natsgen::"));
+}
+
+/// Parses generated code with `syn`, showing the code around the first error.
+fn assert_parses(code: &str, what: &str) -> syn::File {
+    syn::parse_file(code).unwrap_or_else(|e| {
+        let line = e.span().start().line;
+        let context: String = code
+            .lines()
+            .enumerate()
+            .skip(line.saturating_sub(4))
+            .take(7)
+            .map(|(i, l)| format!("{:>5} | {l}\n", i + 1))
+            .collect();
+        panic!("{what} does not parse: {e} (line {line})\n{context}")
+    })
+}
+
+/// The build-script path writes the templates' output as it is; it must parse, and mean exactly
+/// what `prettyplease` would print from it (so the two layouts differ in whitespace only).
+#[test]
+fn direct_output_parses_and_matches_prettyplease() {
+    for path in valid_fixtures() {
+        let direct = generate(&path);
+        let pretty = configure()
+            .formatting(Formatting::Prettyplease)
+            .generate(&[&path])
+            .expect("prettyplease generates");
+        let checked = configure()
+            .formatting(Formatting::Checked)
+            .generate(&[&path])
+            .expect("checked generates");
+        assert_eq!(direct, checked, "Checked only checks");
+        for (d, p) in direct.iter().zip(&pretty) {
+            let what = format!("{} from {}", d.file_name, path.display());
+            let parsed = assert_parses(&d.code, &what);
+            assert_eq!(
+                prettyplease::unparse(&parsed),
+                prettyplease::unparse(&assert_parses(&p.code, &what)),
+                "{what}: the direct and prettyplease outputs differ in more than layout"
+            );
+        }
+    }
+}
+
+/// The layout the templates promise: readable without rustfmt.
+#[test]
+fn direct_output_is_laid_out() {
+    for path in valid_fixtures() {
+        for file in generate(&path) {
+            let code = &file.code;
+            assert!(
+                code.ends_with("}\n"),
+                "{}: one newline at the end",
+                file.file_name
+            );
+            assert!(
+                !code.contains("\n\n\n"),
+                "{}: two blank lines in a row",
+                file.file_name
+            );
+            assert!(
+                !code.contains("{\n\n"),
+                "{}: a blank line after an opening brace",
+                file.file_name
+            );
+            for (number, line) in code.lines().enumerate() {
+                let at = || format!("{}:{}: {line:?}", file.file_name, number + 1);
+                assert_eq!(line, line.trim_end(), "trailing whitespace at {}", at());
+                let indent = line.len() - line.trim_start().len();
+                assert!(
+                    indent % 4 == 0 && !line.starts_with('\t'),
+                    "indentation at {}",
+                    at()
+                );
+            }
+            // Items at the top level are separated by a blank line.
+            let lines: Vec<&str> = code.lines().collect();
+            for pair in lines.windows(2) {
+                if pair[0] == "}" {
+                    assert!(
+                        pair[1].is_empty(),
+                        "{}: no blank line after {:?}",
+                        file.file_name,
+                        pair
+                    );
+                }
+            }
+        }
+    }
 }

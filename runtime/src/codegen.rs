@@ -1,8 +1,11 @@
 //! Everything generated code uses, in one place (like tonic's `codegen` module).
 //!
-//! Generated code names only `natsgen::codegen::*` and the public types
-//! `natsgen::{Context, ServiceError, CallError, CallOptions, Connection}`, so the runtime can
-//! change inside without breaking generated code. Not meant to be used by hand.
+//! Generated code names only `natsgen::codegen::*`, through one private alias
+//! (`use ::natsgen::codegen as __rt;`), so the runtime can change inside without breaking generated
+//! code. The public types generated signatures mention (`Context`, `ServiceError`, `CallError`,
+//! ...) and the few `core`/`std` items generated code needs are re-exported here, so a generated
+//! file spells `__rt::String` instead of `::std::string::String` on every line and still compiles
+//! under `#![no_implicit_prelude]`. Not meant to be used by hand.
 //!
 //! # Errors a schema declares
 //!
@@ -11,12 +14,33 @@
 
 pub use bytes::Bytes;
 pub use serde;
+pub use serde::{Deserialize, Serialize};
 pub use serde_json;
 pub use time;
 pub use uuid;
 
+pub use core::clone::Clone;
+pub use core::cmp::{Eq, PartialEq};
+pub use core::convert::From;
+pub use core::fmt;
+pub use core::fmt::Debug;
+pub use core::future::{Future, IntoFuture};
+pub use core::hash::Hash;
+pub use core::marker::{Copy, Send, Sync};
+pub use core::option::Option;
+pub use core::result::Result;
+pub use std::boxed::Box;
+pub use std::collections::BTreeMap;
+pub use std::string::String;
+pub use std::sync::Arc;
+pub use std::vec::Vec;
+
 pub use crate::async_call::AsyncCall;
 pub use crate::client::{ClientCore, RpcCall};
+pub use crate::{
+    Binary, CallError, CallOptions, CallRetry, ClientOptions, Connection, Context, ServiceError,
+    Timestamp,
+};
 
 /// Implemented by every generated `<Service>Client`, so [`Context::client`](crate::Context::client)
 /// can build one.
@@ -37,3 +61,24 @@ pub use crate::service::{
     BoxFuture, Delivery, DeliveryMode, EndpointDescriptor, EndpointKind, MethodError, RetryPolicy,
     Service, ServiceDescriptor,
 };
+
+/// One endpoint of a generated [`Service::call`]: runs the handler's future (which decodes the
+/// params and calls the user's method) and encodes its result or error for the wire.
+///
+/// A decoding error reaches the handler's error type through `From<ServiceError>` (every
+/// generated error enum has it) and comes back out unchanged by
+/// [`MethodError::into_service_error`].
+pub fn respond<T, E>(
+    handler: impl Future<Output = Result<T, E>> + Send + 'static,
+) -> BoxFuture<Result<Bytes, crate::ServiceError>>
+where
+    T: serde::Serialize,
+    E: MethodError,
+{
+    Box::pin(async move {
+        match handler.await {
+            Ok(value) => encode_result(&value),
+            Err(error) => Err(error.into_service_error()),
+        }
+    })
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use natsgen_build::{configure, load, write_if_changed, Error};
+use natsgen_build::{configure, load, write_if_changed, Error, Formatting};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +40,10 @@ enum Command {
         /// Generate no server traits or bindings.
         #[arg(long)]
         no_server: bool,
+        /// Print the code with prettyplease instead of as the templates lay it out (what
+        /// `build.rs` gets); either way it is checked to parse.
+        #[arg(long)]
+        prettyplease: bool,
     },
 }
 
@@ -72,8 +76,14 @@ fn main() -> ExitCode {
             check,
             no_client,
             no_server,
+            prettyplease,
         } => {
             let builder = configure()
+                .formatting(if prettyplease {
+                    Formatting::Prettyplease
+                } else {
+                    Formatting::Checked
+                })
                 .build_client(!no_client)
                 .build_server(!no_server)
                 .emit_rerun_if_changed(false);
