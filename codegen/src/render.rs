@@ -473,9 +473,7 @@ fn tidy(code: &str) -> String {
 impl Renderer<'_> {
     fn render(&self) -> Result<String, askama::Error> {
         let p = self.package;
-        // The one name a generated file adds to the module it is included into besides its
-        // items; names with `__` are reserved, so no schema name can clash with it.
-        let mut out = format!("use {}::codegen as __rt;\n\n", self.rt);
+        let mut out = String::new();
         for t in &p.types {
             match &t.body {
                 TypeBody::Struct(fields) => out.push_str(
@@ -603,7 +601,15 @@ impl Renderer<'_> {
             }
             .render()?,
         );
-        Ok(tidy(&out))
+        // The one name a generated file adds to the module it is included into besides its
+        // items; names with `__` are reserved, so no schema name can clash with it. An empty
+        // schema does not use it, and an unused import would warn.
+        let code = tidy(&out);
+        if code.contains("__rt::") || code.contains("use super::__rt;") {
+            Ok(format!("use {}::codegen as __rt;\n\n{code}", self.rt))
+        } else {
+            Ok(code)
+        }
     }
 
     fn derives(&self, base: &[&str]) -> Vec<String> {

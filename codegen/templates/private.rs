@@ -1,7 +1,9 @@
 #[doc(hidden)]
 #[allow(dead_code)]
 mod {{ private }} {
+{%- if !structs.is_empty() || !descriptors.is_empty() || has_events %}
     use super::__rt;
+{%- endif %}
 {%- for s in structs %}
 
 {{ s.head }}    #[serde(crate = "__rt::serde")]
