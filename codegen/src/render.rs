@@ -189,6 +189,8 @@ pub struct StructView {
 pub struct FieldView {
     /// Docs, then `#[serde(..)]`.
     head: Lines,
+    /// The docs alone, for a field of an error variant (no serde there).
+    docs: Lines,
     name: String,
     ty: String,
 }
@@ -681,12 +683,14 @@ impl Renderer<'_> {
                 lit("__rt::Option::is_none")
             ));
         }
-        let mut head = docs(f.description.as_deref());
+        let docs = docs(f.description.as_deref());
+        let mut head = docs.clone();
         if !serde.is_empty() {
             head.0.push(format!("#[serde({})]", serde.join(", ")));
         }
         FieldView {
             head,
+            docs,
             name,
             ty: self.field_type(&f.ty, f.boxed, depth),
         }

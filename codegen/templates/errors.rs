@@ -5,7 +5,7 @@ pub enum {{ e.name }} {
 {%- for v in e.variants %}
 {{ v.docs.at("    ") }}    {{ v.name }}{% if !v.fields.is_empty() %} {
     {%- for f in v.fields %}
-{{ f.head.at("        ") }}        {{ f.name }}: {{ f.ty }},
+{{ f.docs.at("        ") }}        {{ f.name }}: {{ f.ty }},
     {%- endfor %}
     }{% endif %},
 {%- endfor %}

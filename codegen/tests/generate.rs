@@ -325,3 +325,28 @@ fn direct_output_is_laid_out() {
         }
     }
 }
+
+/// A renamed field of a declared error: the `#[serde(rename)]` belongs on the private details
+/// struct, never on the public enum's variant (no derive there to own the attribute).
+#[test]
+fn error_variant_fields_carry_no_serde_attributes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schema = dir.path().join("renamed.yaml");
+    std::fs::write(
+        &schema,
+        "natsgen: 1\nservices:\n  svc:\n    methods:\n      ab:\n        errors:\n          Gone:\n            fields:\n              \"_a\": timestamp\n",
+    )
+    .expect("write schema");
+    let code = &generate(&schema)[0].code;
+    let start = code.find("pub enum AbError").expect("error enum");
+    let end = start + code[start..].find("\n}\n").expect("end of enum");
+    assert!(
+        !code[start..end].contains("#[serde"),
+        "serde attribute on an error variant:\n{}",
+        &code[start..end]
+    );
+    assert!(
+        code.contains("#[serde(rename = \"_a\")]\n        pub(super) a: __rt::Timestamp,"),
+        "the details struct renames the field:\n{code}"
+    );
+}
