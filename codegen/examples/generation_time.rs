@@ -6,8 +6,9 @@
 //! cargo run -p natsgen-build --example generation_time   # as an unoptimised build script runs
 //! ```
 //!
-//! Prints the median of five runs after a warm-up, the size of the output, and the time of the
-//! front end (`natsgen_build::load`) alone.
+//! Prints the median of five runs of the default (build-script) path after a warm-up, the time of
+//! the front end (`natsgen_build::load`) alone, one run with each slower `Formatting`, and the size
+//! of the output. `NATSGEN_GENERATION_DUMP=<file>` writes the generated code there.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -99,6 +100,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err("the schema does not validate".into());
         }
     }
+    // The slower layouts, for comparison (the CLI's `Checked`, and `Prettyplease`).
+    let mut others = Vec::new();
+    for formatting in [
+        natsgen_build::Formatting::Checked,
+        natsgen_build::Formatting::Prettyplease,
+    ] {
+        let builder = natsgen_build::configure().formatting(formatting);
+        let started = Instant::now();
+        builder.generate(&[&path])?;
+        others.push(format!("{formatting:?} {}", ms(started.elapsed())));
+    }
     std::fs::remove_dir_all(&dir)?;
 
     let profile = if cfg!(debug_assertions) {
@@ -112,6 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         runs.iter().map(|t| ms(*t)).collect::<Vec<_>>().join(", "),
         ms(median(loads)),
     );
+    println!("one run each with other formatting: {}", others.join(", "));
     println!(
         "output: {lines} lines, {bytes} bytes, {:.2} KB per method",
         bytes as f64 / METHODS as f64 / 1e3
