@@ -28,6 +28,12 @@ pub mod flaky {
 pub mod bench {
     natsgen::include_schema!("bench");
 }
+pub mod faults {
+    natsgen::include_schema!("faults");
+}
+
+pub mod chaos;
+pub mod proxy;
 
 /// The same generated code under `#![no_implicit_prelude]`: it must name everything by path.
 #[no_implicit_prelude]
