@@ -18,3 +18,7 @@
 mod common;
 #[path = "faults/hostile.rs"]
 mod hostile;
+#[path = "faults/kill.rs"]
+mod kill;
+#[path = "faults/ledger.rs"]
+mod ledger;
