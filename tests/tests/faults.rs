@@ -22,3 +22,9 @@ mod hostile;
 mod kill;
 #[path = "faults/ledger.rs"]
 mod ledger;
+#[path = "faults/load.rs"]
+mod load;
+#[path = "faults/partition.rs"]
+mod partition;
+#[path = "faults/restart.rs"]
+mod restart;

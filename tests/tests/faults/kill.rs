@@ -20,9 +20,7 @@ use natsgen_tests::chaos::{closed_connections, mib, Rng, Scale, Table};
 use natsgen_tests::faults::{Events, FaultWorkerClient, FaultsHappened};
 use tokio::sync::{watch, Mutex};
 
-use super::common::{
-    create_records_stream, describe_states, spawn_worker, start_server, within,
-};
+use super::common::{create_records_stream, describe_states, spawn_worker, start_server, within};
 use super::ledger::{Ledger, Unit};
 
 /// `fault_worker.work`'s and the handlers' `max_attempts` in `schemas/faults.yaml`.
@@ -93,7 +91,10 @@ impl Pool {
     }
 
     fn panics(&self) -> Vec<String> {
-        self.workers.iter().flat_map(ServiceProcess::panics).collect()
+        self.workers
+            .iter()
+            .flat_map(ServiceProcess::panics)
+            .collect()
     }
 }
 
@@ -153,8 +154,8 @@ async fn produce(nats: &Connection, n: usize, spread: Duration, in_flight: usize
                 let publish = events
                     .faults_happened(&FaultsHappened { event_no, sleep_ms })
                     .event_id(format!("event-{i}"));
-                let published = tokio::time::timeout(Duration::from_secs(30), publish.into_future())
-                    .await;
+                let published =
+                    tokio::time::timeout(Duration::from_secs(30), publish.into_future()).await;
                 let mut sent = sent.lock().await;
                 match call {
                     Ok(()) => sent.calls_accepted.push(key),
@@ -163,7 +164,9 @@ async fn produce(nats: &Connection, n: usize, spread: Duration, in_flight: usize
                 match published {
                     Ok(Ok(())) => sent.events_accepted.push(event_no),
                     Ok(Err(e)) => sent.events_failed.push(format!("event {i}: {e}")),
-                    Err(_) => sent.events_failed.push(format!("event {i}: no answer in 30 s")),
+                    Err(_) => sent
+                        .events_failed
+                        .push(format!("event {i}: no answer in 30 s")),
                 }
             }
         })
@@ -209,9 +212,11 @@ async fn kill_9_under_load_loses_nothing() {
         .calls_accepted
         .iter()
         .map(|key| ("work", key.clone()))
-        .chain(sent.events_accepted.iter().flat_map(|no| {
-            [("audit", no.to_string()), ("billing", no.to_string())]
-        }))
+        .chain(
+            sent.events_accepted
+                .iter()
+                .flat_map(|no| [("audit", no.to_string()), ("billing", no.to_string())]),
+        )
         .collect();
     let mut ledger = Ledger::new();
     let settle_by = Instant::now() + scale.pick(Duration::from_secs(90), Duration::from_secs(300));
@@ -323,7 +328,10 @@ async fn kill_9_under_load_loses_nothing() {
     }
     let closed = closed_connections(&server.monitor_url().unwrap_or_default(), "faults-load").await;
 
-    let completed = units.iter().filter(|u| ledger.done.contains_key(*u)).count();
+    let completed = units
+        .iter()
+        .filter(|u| ledger.done.contains_key(*u))
+        .count();
     let retried = units
         .iter()
         .filter(|u| ledger.started.get(*u).is_some_and(|s| s.len() > 1))
@@ -337,26 +345,66 @@ async fn kill_9_under_load_loses_nothing() {
         scale.name()
     ));
     table
-        .row("calls sent", n, "async calls of fault_worker.work, unique keys")
-        .row("calls accepted", sent.calls_accepted.len(), "PubAck received")
-        .row("events sent", n, "faults.happened, handled by fault_audit and fault_billing")
-        .row("events accepted", sent.events_accepted.len(), "PubAck received")
+        .row(
+            "calls sent",
+            n,
+            "async calls of fault_worker.work, unique keys",
+        )
+        .row(
+            "calls accepted",
+            sent.calls_accepted.len(),
+            "PubAck received",
+        )
+        .row(
+            "events sent",
+            n,
+            "faults.happened, handled by fault_audit and fault_billing",
+        )
+        .row(
+            "events accepted",
+            sent.events_accepted.len(),
+            "PubAck received",
+        )
         .row("units", units.len(), "accepted calls + 2 x accepted events")
         .row("completed", completed, "a completion record")
-        .row("retried", retried, "units whose attempt died with its worker, run again")
-        .row("dead-lettered", lettered, &format!("{:?}", ledger.letter_reasons()))
-        .row("duplicates", duplicates, "extra completions (or a letter after one)")
+        .row(
+            "retried",
+            retried,
+            "units whose attempt died with its worker, run again",
+        )
+        .row(
+            "dead-lettered",
+            lettered,
+            &format!("{:?}", ledger.letter_reasons()),
+        )
+        .row(
+            "duplicates",
+            duplicates,
+            "extra completions (or a letter after one)",
+        )
         .row(
             "duplicate bound",
             format!("{bound}/kill"),
             "services x max_concurrency of the killed process",
         )
         .row("lost", lost.len(), "must be 0")
-        .row("kills", kills, &format!("SIGKILL of a random worker of {WORKERS}"))
-        .row("connections closed", closed.len(), "worker connections the server saw end")
+        .row(
+            "kills",
+            kills,
+            &format!("SIGKILL of a random worker of {WORKERS}"),
+        )
+        .row(
+            "connections closed",
+            closed.len(),
+            "worker connections the server saw end",
+        )
         .row("stray letters", ledger.stray_letters.len(), "")
         .row("panics", panics.len(), "")
-        .row("peak RSS", mib(pool.peak_rss_kib), "largest VmHWM of a worker process")
+        .row(
+            "peak RSS",
+            mib(pool.peak_rss_kib),
+            "largest VmHWM of a worker process",
+        )
         .row("elapsed", format!("{:.1?}", began.elapsed()), "")
         .row("violations", violations.len(), "must be 0");
     table.print();

@@ -94,9 +94,9 @@ impl Ledger {
             "natsgen.dlq.fault_audit.record" => {
                 body["event_no"].as_u64().map(|n| ("audit", n.to_string()))
             }
-            "natsgen.dlq.fault_billing.charge" => {
-                body["event_no"].as_u64().map(|n| ("billing", n.to_string()))
-            }
+            "natsgen.dlq.fault_billing.charge" => body["event_no"]
+                .as_u64()
+                .map(|n| ("billing", n.to_string())),
             _ => None,
         };
         match unit {
