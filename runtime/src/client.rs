@@ -475,7 +475,11 @@ impl Attempts<'_> {
                 _ => CallError::Nats(error.to_string()),
             }),
         };
-        permit.finish(&result);
+        let schema_timeout = match self.descriptor.timeout_ms {
+            0 => DEFAULT_TIMEOUT,
+            millis => Duration::from_millis(millis),
+        };
+        permit.finish(&result, wait < schema_timeout);
         result
     }
 }

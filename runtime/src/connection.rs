@@ -285,6 +285,9 @@ pub struct ConnectOptions {
     credentials_file: Option<PathBuf>,
     circuit_breaker: CircuitBreakerConfig,
     client_options: ClientOptions,
+    /// Whether authentication was set through these options (then credentials in a URL are
+    /// not used).
+    explicit_auth: bool,
 }
 
 impl ConnectOptions {
@@ -326,25 +329,28 @@ impl ConnectOptions {
         self.map(|options| options.name(name.into()))
     }
 
-    /// Authenticate with a user and password.
+    /// Authenticate with a user and password. Without any authentication option, credentials in
+    /// the URL are used (`nats://user:password@host:4222`, or `nats://token@host:4222`); error
+    /// messages never show them.
     pub fn user_and_password(self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.map(|options| options.user_and_password(user.into(), password.into()))
+        self.map_auth(|options| options.user_and_password(user.into(), password.into()))
     }
 
     /// Authenticate with a token.
     pub fn token(self, token: impl Into<String>) -> Self {
-        self.map(|options| options.token(token.into()))
+        self.map_auth(|options| options.token(token.into()))
     }
 
     /// Authenticate with a credentials (`.creds`) file, read when connecting.
     pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.explicit_auth = true;
         self.credentials_file = Some(path.into());
         self
     }
 
     /// Authenticate with an nkey seed (`SU...`).
     pub fn nkey(self, seed: impl Into<String>) -> Self {
-        self.map(|options| options.nkey(seed.into()))
+        self.map_auth(|options| options.nkey(seed.into()))
     }
 
     /// Trust the CA certificate(s) in this PEM file for the server's TLS certificate.
@@ -387,6 +393,14 @@ impl ConnectOptions {
         self.map(configure)
     }
 
+    fn map_auth(
+        mut self,
+        configure: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
+    ) -> Self {
+        self.explicit_auth = true;
+        self.map(configure)
+    }
+
     fn map(
         mut self,
         configure: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
@@ -406,12 +420,23 @@ impl ConnectOptions {
             let addr = url
                 .parse::<ServerAddr>()
                 .map_err(|error| Error::InvalidUrl {
-                    url: url.clone(),
+                    url: redacted_url(url),
                     reason: error.to_string(),
                 })?;
             addrs.push(addr);
         }
         let mut options = self.options;
+        if !self.explicit_auth {
+            // `nats://user:password@host` or `nats://token@host`, as the NATS CLI and the Go
+            // client take them (async-nats itself ignores credentials in URLs).
+            if let Some(addr) = addrs.iter().find(|addr| addr.username().is_some()) {
+                let user = percent_decoded(addr.username().unwrap_or_default());
+                options = match addr.password() {
+                    Some(password) => options.user_and_password(user, percent_decoded(password)),
+                    None => options.token(user),
+                };
+            }
+        }
         if let Some(path) = self.credentials_file {
             options = options
                 .credentials_file(&path)
@@ -422,11 +447,56 @@ impl ConnectOptions {
             .connect(addrs)
             .await
             .map_err(|source| Error::Connect {
-                urls: urls.join(","),
+                urls: urls
+                    .iter()
+                    .map(|url| redacted_url(url))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 source,
             })?;
         Connection::from_parts(client, self.circuit_breaker, self.client_options)
     }
+}
+
+/// A URL fit for an error message or a log: a password or token in it is replaced by `***`
+/// (`nats://alice:***@host:4222`, `nats://***@host:4222`).
+pub(crate) fn redacted_url(url: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |scheme| scheme + 3);
+    let rest = &url[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_len].rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let hidden = match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    format!("{}{hidden}{}", &url[..authority_start], &rest[at..])
+}
+
+/// `%XX` escapes of a URL's user info decoded (anything malformed is kept as it is).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
 }
 
 fn check_server_version(client: &async_nats::Client) -> Result<(), Error> {
@@ -472,6 +542,26 @@ mod tests {
         assert!(parse_version("3.0.0").unwrap() > MIN_SERVER_VERSION);
         assert_eq!(parse_version(""), None);
         assert_eq!(parse_version("nightly"), None);
+    }
+
+    #[test]
+    fn credentials_never_reach_error_messages() {
+        assert_eq!(
+            redacted_url("nats://alice:secret@127.0.0.1:4222"),
+            "nats://alice:***@127.0.0.1:4222"
+        );
+        assert_eq!(
+            redacted_url("nats://s3cr3t-token@localhost"),
+            "nats://***@localhost"
+        );
+        assert_eq!(redacted_url("bob:pw@host:1/x@y"), "bob:***@host:1/x@y");
+        assert_eq!(redacted_url("tls://a:b:c@h?x=@"), "tls://a:***@h?x=@");
+        assert_eq!(
+            redacted_url("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
+        assert_eq!(redacted_url("nats://h/@x"), "nats://h/@x");
+        assert_eq!(percent_decoded("p%40ss%2"), "p@ss%2");
     }
 
     #[test]

@@ -60,7 +60,8 @@ impl Context {
     }
 
     /// Builds the context of a request from its headers. Garbage in any header is ignored with
-    /// a warning; `default_timeout` bounds a request that carries no deadline.
+    /// a warning. `default_timeout` (the method's schema timeout) bounds every request: a
+    /// caller's deadline header can shorten it, never lengthen it.
     pub(crate) fn from_request(
         connection: &Connection,
         service: &'static str,
@@ -71,7 +72,10 @@ impl Context {
         default_timeout: Option<Duration>,
     ) -> Self {
         let parsed = ParsedHeaders::parse(headers, service, method, true);
-        let timeout = parsed.timeout.or(default_timeout);
+        let timeout = match (parsed.timeout, default_timeout) {
+            (Some(asked), Some(limit)) => Some(asked.min(limit)),
+            (asked, limit) => asked.or(limit),
+        };
         Context {
             inner: Arc::new(Inner {
                 call_id: parsed.call_id.unwrap_or_else(crate::ids::new_call_id),

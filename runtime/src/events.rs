@@ -9,6 +9,7 @@
 use std::fmt;
 use std::future::IntoFuture;
 use std::str::FromStr;
+use std::time::Duration;
 
 use async_nats::header::HeaderValue;
 use async_nats::jetstream::context::PublishErrorKind;
@@ -63,9 +64,14 @@ impl EventPublisher {
             payload,
             event_id: None,
             headers: Vec::new(),
+            timeout: None,
         }
     }
 }
+
+/// How long a publish waits for its PubAck (stream creation included) unless told otherwise:
+/// the default timeout of calls.
+pub const DEFAULT_PUBLISH_TIMEOUT: Duration = crate::client::DEFAULT_TIMEOUT;
 
 /// One event, not yet published: set options, then `.await` it.
 #[must_use = "an event is not published until it is awaited"]
@@ -75,6 +81,7 @@ pub struct Publish {
     payload: Result<Bytes, Error>,
     event_id: Option<String>,
     headers: Vec<(String, String)>,
+    timeout: Option<Duration>,
 }
 
 impl Publish {
@@ -88,6 +95,16 @@ impl Publish {
     /// Adds a NATS header.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// How long to wait for the server to store the event (default
+    /// [`DEFAULT_PUBLISH_TIMEOUT`], 10 s; never past the deadline of the [`Context`] given with
+    /// [`Publish::context`]). A publish that is not confirmed in time fails with
+    /// [`Error::Publish`]; the event may still have been stored, and publishing it again with the
+    /// same [`event_id`](Publish::event_id) within the duplicate window stores it once.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 
@@ -118,13 +135,39 @@ impl IntoFuture for Publish {
 }
 
 impl Publish {
+    /// Publishes within the timeout: with the server unreachable, a publish never waits longer
+    /// (the JetStream context's own timeout is far longer).
     async fn send(self) -> Result<(), Error> {
+        let mut timeout = self.timeout.unwrap_or(DEFAULT_PUBLISH_TIMEOUT);
+        if let Some(remaining) = self.publisher.context.as_ref().and_then(Context::remaining) {
+            timeout = timeout.min(remaining);
+        }
+        let subject = self
+            .publisher
+            .descriptor
+            .topics
+            .get(self.topic)
+            .copied()
+            .unwrap_or_default();
+        match tokio::time::timeout(timeout, self.send_unbounded()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Publish {
+                subject: subject.to_owned(),
+                reason: format!(
+                    "the server did not confirm the event within {timeout:?}; it may or may not                      be stored (publishing it again with the same event id stores it once)"
+                ),
+            }),
+        }
+    }
+
+    async fn send_unbounded(self) -> Result<(), Error> {
         let Publish {
             publisher,
             topic,
             payload,
             event_id,
             headers: extra,
+            timeout: _,
         } = self;
         let descriptor = publisher.descriptor;
         let Some(subject) = descriptor.topics.get(topic).copied() else {

@@ -14,7 +14,8 @@
 //!    without running. Otherwise the handler runs until the deadline; a handler still running then
 //!    is cancelled (its future dropped) and the caller gets 504.
 //! 5. A handler error is answered as that error; a panic as `internal` (500) — the service keeps
-//!    serving. A success reply larger than the server's `max_payload` becomes `payload_too_large`
+//!    serving. An `internal` error's message (a panic message, a converted I/O error) is logged,
+//!    not sent: the caller gets the kind, the code and the call id. A success reply larger than the server's `max_payload` becomes `payload_too_large`
 //!    (413).
 //!
 //! # Async calls and events
@@ -562,6 +563,8 @@ async fn handle(
         outcome = tracing::field::Empty,
         duration_us = tracing::field::Empty,
     );
+    // An Arc clone: the call id is only read again when the reply is an internal error.
+    let caller_view = ctx.clone();
     async move {
         let deadline = ctx.deadline();
         let _permit = match permit {
@@ -621,7 +624,12 @@ async fn handle(
                 } else {
                     tracing::debug!(%error, "call answered with an error");
                 }
-                send_error(&runtime.connection, reply, &error).await;
+                send_error(
+                    &runtime.connection,
+                    reply,
+                    &for_caller(&error, caller_view.call_id()),
+                )
+                .await;
                 runtime
                     .stats
                     .record(index, received.elapsed(), Some(&error));
@@ -672,6 +680,18 @@ pub(crate) async fn run_handler(
         None => future.await,
     };
     finished.unwrap_or_else(|panic| Err(panicked(panic)))
+}
+
+/// The error as a remote caller sees it: an `internal` error's message (a panic message, an
+/// I/O error, whatever the handler's `?` converted) stays in the service's log; the caller gets
+/// the kind, the code and the call id to find it there. Every other kind is sent as it is.
+fn for_caller<'a>(error: &'a ServiceError, call_id: &str) -> Cow<'a, ServiceError> {
+    if error.kind() != ServiceError::INTERNAL {
+        return Cow::Borrowed(error);
+    }
+    Cow::Owned(ServiceError::internal(format!(
+        "internal error; the service logged the details under call id {call_id}"
+    )))
 }
 
 fn panicked(panic: Box<dyn std::any::Any + Send>) -> ServiceError {

@@ -43,6 +43,7 @@ pub use client::{CallOptions, DEFAULT_TIMEOUT};
 pub use connection::{connect, ConnectOptions, Connection, ServerUrls, MIN_SERVER_VERSION};
 pub use context::Context;
 pub use error::{CallError, Error, ServiceError};
+pub use events::DEFAULT_PUBLISH_TIMEOUT;
 pub use headers::TraceParent;
 pub use host::{
     Host, HostHandle, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUE,

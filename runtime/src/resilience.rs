@@ -34,6 +34,11 @@
 //!
 //! - a call timing out ([`CallError::Timeout`]);
 //! - a `busy` (503) or `deadline_exceeded` (504) reply;
+//!
+//! A timeout or a 504 counts only when the caller waited at least the method's schema timeout:
+//! a caller's own shorter timeout says nothing about the service, so one impatient caller never
+//! opens the breaker for every other caller on the connection (it counts as neither failure nor
+//! success).
 //! - no responders, only with [`CircuitBreakerConfig::count_no_responders`] (default off).
 //!
 //! Any other answer — a result, a declared error, `bad_request`, `internal`, `payload_too_large`
@@ -368,10 +373,20 @@ impl CircuitBreakerConfig {
         self
     }
 
-    /// What a finished call tells the breaker.
-    pub(crate) fn verdict<T>(&self, result: &Result<T, CallError<ServiceError>>) -> Verdict {
+    /// What a finished call tells the breaker. `caller_limited`: the caller gave the call less
+    /// time than the method's schema timeout, so its timeout (or a 504 for its deadline) says
+    /// nothing about the service.
+    pub(crate) fn verdict<T>(
+        &self,
+        result: &Result<T, CallError<ServiceError>>,
+        caller_limited: bool,
+    ) -> Verdict {
         match result {
             Ok(_) => Verdict::Success,
+            Err(CallError::Timeout { .. }) if caller_limited => Verdict::Neutral,
+            Err(CallError::Service(error)) if caller_limited && error.code() == 504 => {
+                Verdict::Neutral
+            }
             Err(CallError::Timeout { .. }) => Verdict::Failure,
             Err(CallError::ServiceUnavailable { .. }) if self.count_no_responders => {
                 Verdict::Failure
@@ -565,10 +580,15 @@ impl Permit<'_> {
         }
     }
 
-    /// Tells the breaker how the call that ended with `result` went.
-    pub(crate) fn finish<T>(self, result: &Result<T, CallError<ServiceError>>) {
+    /// Tells the breaker how the call that ended with `result` went (see
+    /// [`CircuitBreakerConfig::verdict`] for `caller_limited`).
+    pub(crate) fn finish<T>(
+        self,
+        result: &Result<T, CallError<ServiceError>>,
+        caller_limited: bool,
+    ) {
         if let Some(breaker) = self.breaker {
-            let verdict = breaker.config().verdict(result);
+            let verdict = breaker.config().verdict(result, caller_limited);
             self.record(verdict);
         }
     }
@@ -712,8 +732,30 @@ mod tests {
     #[test]
     fn verdicts() {
         let config = CircuitBreakerConfig::new();
-        let v = |result: Result<(), CallError>| config.verdict(&result);
+        let v = |result: Result<(), CallError>| config.verdict(&result, false);
+        let limited = |result: Result<(), CallError>| config.verdict(&result, true);
         assert_eq!(v(Ok(())), Verdict::Success);
+        // A caller that gave the call less than the schema timeout learns nothing from its
+        // own timeout or 504; a busy reply is the service's doing whatever the caller waited.
+        let timeout = || {
+            Err(CallError::Timeout {
+                service: "s",
+                method: "m",
+                after: Duration::ZERO,
+            })
+        };
+        assert_eq!(limited(timeout()), Verdict::Neutral);
+        assert_eq!(
+            limited(Err(CallError::Service(ServiceError::deadline_exceeded(
+                "x"
+            )))),
+            Verdict::Neutral
+        );
+        assert_eq!(
+            limited(Err(CallError::Service(ServiceError::busy("x")))),
+            Verdict::Failure
+        );
+        assert_eq!(limited(Ok(())), Verdict::Success);
         assert_eq!(
             v(Err(CallError::Timeout {
                 service: "s",
@@ -749,7 +791,10 @@ mod tests {
         };
         assert_eq!(v(unavailable()), Verdict::Neutral);
         let counting = CircuitBreakerConfig::new().count_no_responders(true);
-        assert_eq!(counting.verdict::<()>(&unavailable()), Verdict::Failure);
+        assert_eq!(
+            counting.verdict::<()>(&unavailable(), false),
+            Verdict::Failure
+        );
     }
 
     #[test]

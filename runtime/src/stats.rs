@@ -14,7 +14,7 @@
 //!   reply that could not be sent, counted as `internal`).
 //! - `last_error`: the last error as `"<code>:<kind>: <message>"` (e.g.
 //!   `"422:PaymentDeclined: limit"`), at most [`MAX_LAST_ERROR_LEN`] bytes; empty when there was
-//!   none. The `<code>:` prefix is what async-nats' and the Go client's micro parsers expect.
+//!   none. An `internal` error is `"500:internal"` alone: its message stays in the service's log. The `<code>:` prefix is what async-nats' and the Go client's micro parsers expect.
 //! - `processing_time`: the sum of the times from receiving a message to answering it (queueing
 //!   for a free handler slot included), in nanoseconds; `average_processing_time` is that sum
 //!   divided by `num_requests`.
@@ -102,7 +102,14 @@ impl EndpointStats {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.processing_nanos.fetch_add(nanos, Ordering::Relaxed);
         if let Some(error) = error {
-            self.record_error_text(error.code(), error.kind(), error.message());
+            // An internal error's text may hold anything (a panic message, a path, a
+            // credential in an error string): `$SRV.STATS` answers anyone, so it gets the kind.
+            let message = if error.kind() == ServiceError::INTERNAL {
+                ""
+            } else {
+                error.message()
+            };
+            self.record_error_text(error.code(), error.kind(), message);
         }
     }
 
@@ -205,11 +212,17 @@ mod tests {
         let stats = EndpointStats::default();
         stats.record(
             Duration::ZERO,
-            Some(&ServiceError::internal("é".repeat(1000))),
+            Some(&ServiceError::new("Declined", 422, "é".repeat(1000))),
         );
         let last = stats.snapshot().last_error;
         assert!(last.len() <= MAX_LAST_ERROR_LEN);
-        assert!(last.starts_with("500:internal: é"));
+        assert!(last.starts_with("422:Declined: é"));
+        // An internal error's text is not reported: `$SRV.STATS` answers anyone.
+        stats.record(
+            Duration::ZERO,
+            Some(&ServiceError::internal("password=hunter2")),
+        );
+        assert_eq!(stats.snapshot().last_error, "500:internal");
         stats.record(Duration::ZERO, Some(&ServiceError::busy("")));
         assert_eq!(stats.snapshot().last_error, "503:busy");
     }

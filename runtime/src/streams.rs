@@ -48,7 +48,7 @@
 //! | [`DLQ_ERROR_CODE`] `Natsgen-Dlq-Error-Code` | the error's code (400, 422, 500, ...) |
 //! | [`DLQ_ERROR_MESSAGE`] `Natsgen-Dlq-Error-Message` | the error's message, one line, at most 512 bytes |
 //! | [`DLQ_MSG_ID`] `Natsgen-Dlq-Msg-Id` | the original `Nats-Msg-Id`, when there was one |
-//! | `Nats-Msg-Id` | `dlq:<stream>:<sequence>`, so a dead letter published twice (a crash between the PubAck and the ack) is stored once |
+//! | `Nats-Msg-Id` | `dlq:<stream>:<sequence>:<consumer>`: each handler's letter for one event is stored, and a dead letter published twice by one consumer (a crash between the PubAck and the ack) is stored once |
 //! | the original headers | copied, except `Nats-*` headers (JetStream's own) and `Natsgen-Deadline-Ms` |
 //!
 //! Read them with any JetStream client, e.g. `nats stream view NATSGEN_DLQ`; republishing the

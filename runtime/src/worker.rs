@@ -664,6 +664,7 @@ async fn stop_pulling(lane: &Lane, mut subscriber: Subscriber) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct AckInfo<'a> {
     stream: &'a str,
+    consumer: &'a str,
     /// Deliveries of this message so far, this one included.
     delivered: u32,
     stream_sequence: u64,
@@ -685,13 +686,14 @@ impl<'a> AckInfo<'a> {
             }
             count += 1;
         }
-        let [stream, delivered, sequence, pending] = match count {
-            7 => [tokens[0], tokens[2], tokens[3], tokens[6]],
-            9.. => [tokens[2], tokens[4], tokens[5], tokens[8]],
+        let [stream, consumer, delivered, sequence, pending] = match count {
+            7 => [tokens[0], tokens[1], tokens[2], tokens[3], tokens[6]],
+            9.. => [tokens[2], tokens[3], tokens[4], tokens[5], tokens[8]],
             _ => return None,
         };
         Some(AckInfo {
             stream,
+            consumer,
             delivered: u32::try_from(delivered.parse::<u64>().ok()?).unwrap_or(u32::MAX),
             stream_sequence: sequence.parse().ok()?,
             pending: pending.parse().ok()?,
@@ -759,6 +761,7 @@ async fn handle(lane: Arc<Lane>, message: Message, permit: OwnedSemaphorePermit)
         tracing::warn!(reply = %reply, "cannot read the delivery count of a message; taking it as the first");
         AckInfo {
             stream: "",
+            consumer: "",
             delivered: 1,
             stream_sequence: 0,
             pending: 0,
@@ -1021,10 +1024,16 @@ async fn dead_letter(
         DLQ_ERROR_MESSAGE,
         headers::sanitized_value(error.message(), headers::MAX_ERROR_HEADER_LEN),
     );
+    // One letter per consumer: every handler of an event that fails it owes its own letter,
+    // while a letter published twice by the same consumer (a crash between the PubAck and the
+    // ack) is stored once.
     headers.insert(
         NATS_MESSAGE_ID,
         headers::sanitized_value(
-            &format!("dlq:{}:{}", info.stream, info.stream_sequence),
+            &format!(
+                "dlq:{}:{}:{}",
+                info.stream, info.stream_sequence, info.consumer
+            ),
             usize::MAX,
         ),
     );
@@ -1251,6 +1260,7 @@ mod tests {
             AckInfo::parse("$JS.ACK.ASYNC_jobs.jobs.3.17.5.1795730850976574915.42"),
             Some(AckInfo {
                 stream: "ASYNC_jobs",
+                consumer: "jobs",
                 delivered: 3,
                 stream_sequence: 17,
                 pending: 42
@@ -1262,6 +1272,7 @@ mod tests {
             ),
             Some(AckInfo {
                 stream: "EVENTS_jobs",
+                consumer: "ledger_record",
                 delivered: 1,
                 stream_sequence: 9,
                 pending: 0
@@ -1271,6 +1282,7 @@ mod tests {
             AckInfo::parse("$JS.ACK._.HASH.S.C.2.9.9.1795730850976574915.5.token.more.tokens"),
             Some(AckInfo {
                 stream: "S",
+                consumer: "C",
                 delivered: 2,
                 stream_sequence: 9,
                 pending: 5

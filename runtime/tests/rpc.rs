@@ -372,11 +372,13 @@ async fn handler_errors_and_bad_results_are_internal() {
     let fx = fixture().await;
     let failed = service_error(within(fx.client.create_order("fail".into(), 1.0)).await);
     assert_eq!((failed.kind(), failed.code()), ("internal", 500));
-    assert_eq!(failed.message(), "disk on fire");
+    // The handler's error text stays in the service's log; the caller gets the call id.
+    assert!(!failed.message().contains("disk on fire"), "{failed}");
+    assert!(failed.message().contains("call id"), "{failed}");
 
     let nan = service_error(within(fx.client.create_order("nan".into(), 1.0)).await);
     assert_eq!((nan.kind(), nan.code()), ("internal", 500));
-    assert!(nan.message().contains("finite"), "{nan}");
+    assert!(nan.message().contains("call id"), "{nan}");
 
     let big = service_error(within(fx.client.create_order("big".into(), 1.0)).await);
     assert_eq!((big.kind(), big.code()), ("payload_too_large", 413));
@@ -420,7 +422,9 @@ async fn a_panicking_handler_gets_a_500_and_the_service_keeps_serving() {
     for _ in 0..3 {
         let error = service_error(within(fx.client.create_order("panic".into(), 1.0)).await);
         assert_eq!((error.kind(), error.code()), ("internal", 500));
-        assert!(error.message().contains("told to panic"), "{error}");
+        // Panic messages never reach remote callers: kind, code and call id only.
+        assert!(!error.message().contains("told to panic"), "{error}");
+        assert!(error.message().contains("call id"), "{error}");
     }
     let order = within(fx.client.create_order("fine".into(), 1.0))
         .await
@@ -674,6 +678,51 @@ async fn headers_from_any_client_are_read_and_garbage_is_ignored() {
     assert_eq!(seen["caller_chain"], json!([]));
     // The schema's timeout (10 s) bounds a request without a usable deadline.
     assert!(seen["remaining_ms"].as_u64().unwrap() <= 10_000);
+}
+
+#[tokio::test]
+async fn a_caller_deadline_shortens_the_schema_timeout_but_never_lengthens_it() {
+    let fx = fixture().await;
+    for (deadline, at_most) in [
+        (u64::MAX.to_string(), 10_000),
+        ("86400000".to_owned(), 10_000),
+        ("-5".to_owned(), 10_000),
+        ("2500".to_owned(), 2_500),
+    ] {
+        let mut headers = HeaderMap::new();
+        headers.insert("Natsgen-Deadline-Ms", deadline.as_str());
+        let reply = raw_request(
+            &fx.nats,
+            CREATE_ORDER,
+            headers,
+            r#"{"user_id":"ctx","total":1}"#,
+        )
+        .await;
+        let seen: Value =
+            serde_json::from_str(body(&reply)["result"]["order_id"].as_str().unwrap()).unwrap();
+        let remaining = seen["remaining_ms"].as_u64().unwrap();
+        assert!(
+            remaining <= at_most,
+            "deadline {deadline}: {remaining} ms left"
+        );
+        assert!(
+            remaining > at_most / 2,
+            "deadline {deadline}: {remaining} ms left"
+        );
+    }
+
+    // A handler still running at the schema timeout is cancelled, whatever the header says.
+    let mut headers = HeaderMap::new();
+    headers.insert("Natsgen-Deadline-Ms", u64::MAX.to_string().as_str());
+    let reply = raw_request(
+        &fx.nats,
+        CREATE_ORDER,
+        headers,
+        r#"{"user_id":"slow","total":1}"#,
+    )
+    .await;
+    assert_eq!(header(&reply, "Nats-Service-Error-Code"), Some("504"));
+    assert!(fx.state.slow_dropped.load(Ordering::SeqCst));
 }
 
 #[tokio::test]

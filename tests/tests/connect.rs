@@ -36,6 +36,10 @@ impl FlakyService for Echo {
         Err(ServiceError::internal("not in these tests"))
     }
 
+    async fn stall(&self, _ctx: &Context, _text: String) -> Result<String, ServiceError> {
+        Err(ServiceError::internal("not in these tests"))
+    }
+
     async fn reject(&self, _ctx: &Context, text: String) -> Result<String, RejectError> {
         Err(RejectError::Rejected { reason: text })
     }
@@ -133,6 +137,24 @@ authorization {{
         .await,
     );
     assert_refused(&connect_error(&url, ConnectOptions::new()).await);
+
+    // Credentials in the URL work, and never show in an error (its message, its debug form, or
+    // its sources).
+    let with_password = url.replace("nats://", "nats://alice:s3cret@");
+    serves_a_call(&with_password, ConnectOptions::new()).await;
+    let wrong = url.replace("nats://", "nats://alice:hunter2-secret@");
+    let error = connect_error(&wrong, ConnectOptions::new()).await;
+    assert_refused(&error);
+    let mut texts = vec![error.to_string(), format!("{error:?}")];
+    let mut source = std::error::Error::source(&error);
+    while let Some(inner) = source {
+        texts.push(inner.to_string());
+        source = inner.source();
+    }
+    for text in texts {
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+    assert!(error.to_string().contains("alice:***@"), "{error}");
 
     serves_a_call(&url, ConnectOptions::new().nkey(nkey_user.seed().unwrap())).await;
     let stranger = nkeys::KeyPair::new_user();

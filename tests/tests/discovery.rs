@@ -592,10 +592,8 @@ async fn stats_count_requests_errors_and_time() {
         last.starts_with("400:bad_request"),
         "the last error is the bad request: {last}"
     );
-    assert_eq!(
-        endpoint(&stats, "crash")["last_error"],
-        "500:internal: crashed on purpose"
-    );
+    // An internal error's text stays in the service's log: `$SRV.STATS` answers anyone.
+    assert_eq!(endpoint(&stats, "crash")["last_error"], "500:internal");
     assert_eq!(endpoint(&stats, "count")["last_error"], "");
 
     // The counts a Rust micro client reads.

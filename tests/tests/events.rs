@@ -502,3 +502,136 @@ async fn wildcard_and_topic_handlers_share_a_stream_whichever_starts_first() {
         within(host.shutdown()).await.unwrap();
     }
 }
+
+/// The dead letters stored in `NATSGEN_DLQ`, by subject, waiting (boundedly) until there are
+/// `count` of them.
+async fn stored_dead_letters(nats: &Connection, count: u64) -> BTreeMap<String, u64> {
+    let js = async_nats::jetstream::new(nats.nats().clone());
+    within(async {
+        loop {
+            if let Ok(mut stream) = js.get_stream("NATSGEN_DLQ").await {
+                if let Ok(info) = stream.info().await {
+                    if info.state.messages >= count {
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let stream = js.get_stream("NATSGEN_DLQ").await.unwrap();
+    let mut subjects = BTreeMap::new();
+    let mut pages = stream.info_with_subjects("natsgen.dlq.>").await.unwrap();
+    while let Some(entry) = pages.next().await {
+        let (subject, n) = entry.unwrap();
+        subjects.insert(subject, n as u64);
+    }
+    subjects
+}
+
+#[tokio::test]
+async fn an_undecodable_event_leaves_one_dead_letter_per_handler() {
+    let (server, nats) = start_server().await;
+    let inbox = Inbox::new();
+    let instance = Instance {
+        name: "a",
+        inbox: Arc::clone(&inbox),
+    };
+    let host = start_instance(&server, &instance, |host, i| {
+        host.serve(LedgerServer::new(i.clone()))
+            .serve(MailerServer::new(i.clone()))
+            .serve(MetricsServer::new(i.clone()))
+    })
+    .await;
+    // Any client may publish anything on a topic; this one does not decode into `JobsFinished`.
+    let js = async_nats::jetstream::new(nats.nats().clone());
+    within(async {
+        js.publish("jobs.finished", r#"{"job_id": 5}"#.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+    })
+    .await;
+    let letters = stored_dead_letters(&nats, 3).await;
+    // A good event through every handler after it: a fourth letter would have come by then.
+    within(Events::new(&nats).jobs_finished(&finished(1)))
+        .await
+        .unwrap();
+    for service in ["ledger", "mailer", "metrics"] {
+        inbox.wait_for(service, 1).await;
+    }
+    let letters_after = stored_dead_letters(&nats, 3).await;
+    assert_eq!(letters, letters_after);
+    let expected: BTreeMap<String, u64> = [
+        "natsgen.dlq.ledger.record",
+        "natsgen.dlq.mailer.notify",
+        "natsgen.dlq.metrics.count",
+    ]
+    .into_iter()
+    .map(|subject| (subject.to_owned(), 1))
+    .collect();
+    assert_eq!(letters, expected);
+    within(host.shutdown()).await.unwrap();
+    drop(server);
+}
+
+/// Resumes a stopped process when dropped, so a failing test leaves no frozen server behind.
+struct Frozen(u32);
+
+impl Frozen {
+    fn stop(pid: u32) -> Frozen {
+        let status = std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_publish_to_an_unresponsive_server_fails_within_its_timeout() {
+    let (server, nats) = start_server().await;
+    let events = Events::new(&nats);
+    within(events.jobs_finished(&finished(1))).await.unwrap();
+    // A frozen server keeps the TCP connection open: the client still counts as connected, and
+    // no PubAck ever comes.
+    let frozen = Frozen::stop(server.pid().unwrap());
+    let short = within(
+        events
+            .jobs_finished(&finished(2))
+            .timeout(Duration::from_millis(300)),
+    )
+    .await;
+    assert!(
+        matches!(&short, Err(natsgen::Error::Publish { reason, .. }) if reason.contains("300ms")),
+        "{short:?}"
+    );
+    // Without a timeout of its own, a publish gives up after the default.
+    let default = within(events.jobs_finished(&finished(3))).await;
+    assert!(
+        matches!(&default, Err(natsgen::Error::Publish { reason, .. }) if reason.contains("10s")),
+        "{default:?}"
+    );
+    drop(frozen);
+    // Once the server answers again, publishing works again.
+    within(async {
+        loop {
+            if events.jobs_finished(&finished(4)).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}

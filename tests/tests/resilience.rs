@@ -60,6 +60,11 @@ impl FlakyService for Flaky {
         Ok(format!("held {text}"))
     }
 
+    async fn stall(&self, _ctx: &Context, text: String) -> Result<String, ServiceError> {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(format!("stalled {text}"))
+    }
+
     async fn reject(&self, _ctx: &Context, text: String) -> Result<String, RejectError> {
         Err(RejectError::Rejected { reason: text })
     }
@@ -332,16 +337,24 @@ async fn timeouts_count_as_failures_but_answers_and_no_responders_do_not() {
     }
     assert_eq!(nats.circuit_state("steady_service"), CircuitState::Closed);
 
-    // ... but timeouts are.
-    for _ in 0..3 {
-        let result = within(
-            client
-                .hold("late".into())
-                .timeout(Duration::from_millis(100)),
-        )
-        .await;
+    // ... nor are a caller's own timeouts shorter than the method's schema timeout (30 s for
+    // `hold`): the service is healthy, the caller impatient ...
+    for _ in 0..10 {
+        let result = within(client.hold("late".into()).timeout(Duration::from_millis(5))).await;
         assert!(
             matches!(result, Err(CallError::Timeout { .. })),
+            "{result:?}"
+        );
+    }
+    assert_eq!(nats.circuit_state("flaky_service"), CircuitState::Closed);
+    assert_eq!(within(client.echo("x".into())).await.unwrap(), "echo x");
+
+    // ... but a service that does not answer within the method's own timeout is failing.
+    for _ in 0..3 {
+        let result = within(client.stall("late".into())).await;
+        assert!(
+            matches!(&result, Err(CallError::Timeout { .. }))
+                || matches!(&result, Err(CallError::Service(e)) if e.code() == 504),
             "{result:?}"
         );
     }

@@ -208,6 +208,9 @@ async fn a_panicking_handler_gets_a_500_and_the_service_keeps_serving() {
         Err(CallError::Service(error)) => {
             assert_eq!(error.kind(), "internal");
             assert_eq!(error.code(), 500);
+            // The panic message stays in the service's log.
+            assert!(!error.message().contains("on purpose"), "{error}");
+            assert!(error.message().contains("call id"), "{error}");
         }
         other => panic!("expected an internal error, got {other:?}"),
     }
