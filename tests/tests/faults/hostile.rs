@@ -1044,6 +1044,9 @@ async fn run(title: &str, items: Vec<Item>) {
     let mut sent: Vec<(usize, Sent)> = Vec::new();
     let (mut first_try_failures, mut never_recovered) = (0usize, 0usize);
     let mut codes: HashMap<String, usize> = HashMap::new();
+    // Which items raised the peak RSS, and by how much.
+    let mut peak_so_far = rig.process.peak_rss_kib();
+    let mut growth: Vec<(u64, String)> = Vec::new();
     for (index, item) in items.iter().enumerate() {
         assert!(
             item.headers.as_ref().map_or(0, Vec::len) + item.body.len() <= max_payload,
@@ -1097,6 +1100,11 @@ async fn run(title: &str, items: Vec<Item>) {
             }
         }
         sent.push((index, outcome));
+        let peak_now = rig.process.peak_rss_kib();
+        if peak_now > peak_so_far {
+            growth.push((peak_now - peak_so_far, item.id.clone()));
+            peak_so_far = peak_now;
+        }
         match rig.ping().await {
             Some(true) => {}
             Some(false) => {
@@ -1308,6 +1316,10 @@ async fn run(title: &str, items: Vec<Item>) {
     replies.sort();
     for (code, count) in replies {
         table.row(&format!("  reply {code}"), count, "");
+    }
+    growth.sort_by(|a, b| b.cmp(a));
+    for (kib, id) in growth.iter().take(3) {
+        table.row("  peak raised by", format!("+{}", mib(*kib)), id);
     }
     table.print();
     rig.process.terminate(Duration::from_secs(10)).await;

@@ -18,8 +18,8 @@ use super::ledger::{Ledger, Unit};
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// An RPC call's timeout.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long an event publish (also `ctx.emit`) may take: natsgen's default timeout.
-pub const PUBLISH_TIMEOUT: Duration = natsgen::DEFAULT_TIMEOUT;
+/// How long an event publish (also `ctx.emit`) may take: natsgen's default.
+pub const PUBLISH_TIMEOUT: Duration = natsgen::DEFAULT_PUBLISH_TIMEOUT;
 /// What a call may take beyond its timeout (scheduling on a loaded machine).
 pub const MARGIN: Duration = Duration::from_secs(2);
 /// A publish that takes this long hangs: it is cut off and counted.
