@@ -9,9 +9,9 @@
 //!   `faults_rec.done.<handler>` before it returns `Ok`, with the body
 //!   `{"k": <key or event number>, "a": <attempt>, "p": <pid>}`; a record that cannot be stored
 //!   fails the attempt, so a completion is never reported without its record.
-//! - `faults_worker hostile <nats url>`: `hostile_target`, whose async method and event handlers
-//!   record `faults_rec.done.<handler>` with `{"k": <sample tag or event field>, "m": <message
-//!   id>, "a": <attempt>}`.
+//! - `faults_worker hostile <nats url>`: `hostile_target` and `hostile_shadow`, whose async
+//!   method and event handlers record `faults_rec.done.<handler>` with
+//!   `{"k": <sample tag or event field>, "m": <message id>, "a": <attempt>}`.
 //!
 //! The connection is named `faults-<role>`, so the server's `/connz?state=closed` shows how often
 //! the process lost it.
@@ -22,7 +22,8 @@ use async_nats::jetstream;
 use natsgen::{Context, Host, ServiceError};
 use natsgen_tests::faults::{
     FaultAudit, FaultAuditServer, FaultBilling, FaultBillingServer, FaultWorker, FaultWorkerServer,
-    FaultsHappened, HostileTarget, HostileTargetOnKindEvent, HostileTargetServer, Sample,
+    FaultsHappened, HostileShadow, HostileShadowServer, HostileTarget, HostileTargetOnKindEvent,
+    HostileTargetServer, Sample,
 };
 
 /// How long a record may take to be stored before the attempt fails.
@@ -150,6 +151,12 @@ impl HostileTarget for Recorder {
     }
 }
 
+impl HostileShadow for Recorder {
+    async fn shadow_sampled(&self, ctx: &Context, event: Sample) -> Result<(), ServiceError> {
+        self.done(ctx, "shadow_sampled", &event.tag).await
+    }
+}
+
 fn usage() -> Box<dyn std::error::Error> {
     "usage: faults_worker load <url> <ack wait ms> <max concurrency> | faults_worker hostile <url>"
         .into()
@@ -181,7 +188,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         "hostile" => Host::new(nats)
             .ack_wait(Duration::from_secs(2))
-            .serve(HostileTargetServer::new(recorder)),
+            .serve(HostileTargetServer::new(recorder.clone()))
+            .serve(HostileShadowServer::new(recorder)),
         _ => return Err(usage()),
     };
     let handle = host.start().await?;

@@ -30,11 +30,23 @@ const CHECK_LATER: &str = "hostile_target.async.check_later";
 const SAMPLED: &str = "faults.sampled";
 const ASYNC_STREAM: &str = "ASYNC_hostile_target";
 const EVENT_STREAM: &str = "EVENTS_faults";
-const CONSUMERS: [(&str, &str); 3] = [
+const CONSUMERS: [(&str, &str); 4] = [
     (ASYNC_STREAM, "hostile_target"),
     (EVENT_STREAM, "hostile_target_on_sampled"),
+    (EVENT_STREAM, "hostile_shadow_shadow_sampled"),
     (EVENT_STREAM, "hostile_target_on_kind"),
 ];
+
+/// The handlers a stored message on `subject` owes an outcome: `faults.sampled` is handled by two
+/// services, so an undecodable one owes two dead letters.
+fn handlers_of(subject: &str) -> &'static [&'static str] {
+    match subject {
+        CHECK_LATER => &["check_later"],
+        SAMPLED => &["on_sampled", "shadow_sampled"],
+        _ if subject.starts_with("faults.kinds.") => &["on_kind"],
+        _ => &[],
+    }
+}
 
 /// How long an RPC item waits for its reply (the schema timeouts are 5 s; the handlers answer at
 /// once).
@@ -91,7 +103,7 @@ enum Sent {
     Refused(String),
 }
 
-/// What became of a stored item.
+/// What became of a stored item at one handler.
 #[derive(Debug, Clone, Default)]
 struct Fate {
     processed: usize,
@@ -1044,6 +1056,7 @@ async fn run(title: &str, items: Vec<Item>) {
     let mut sent: Vec<(usize, Sent)> = Vec::new();
     let (mut first_try_failures, mut never_recovered) = (0usize, 0usize);
     let mut codes: HashMap<String, usize> = HashMap::new();
+    let mut refusals: HashMap<String, usize> = HashMap::new();
     // Which items raised the peak RSS, and by how much.
     let mut peak_so_far = rig.process.peak_rss_kib();
     let mut growth: Vec<(u64, String)> = Vec::new();
@@ -1079,8 +1092,8 @@ async fn run(title: &str, items: Vec<Item>) {
             {
                 // nats-server itself refused it (a header block over JetStream's 64 KiB, a frame
                 // it cannot parse): the publisher was told, nothing reached the service.
-                let short: String = reason.chars().take(72).collect();
-                *codes.entry(format!("refused: {short}")).or_default() += 1;
+                let short: String = reason.chars().take(100).collect();
+                *refusals.entry(short).or_default() += 1;
             }
             (Sent::NoReply(reason), expect) => violations.push(format!(
                 "{} on {}: no reply ({reason}) within {REPLY_WAIT:?}, expected {expect:?}",
@@ -1125,7 +1138,8 @@ async fn run(title: &str, items: Vec<Item>) {
         }
     }
 
-    // Stored items: processed or dead-lettered, within a bounded wait.
+    // Stored items: each handler that owes one processed or dead-lettered it, within a bounded
+    // wait. A handler is named by the last token of its record's or letter's subject.
     let stored: HashMap<(String, u64), usize> = sent
         .iter()
         .filter_map(|(index, outcome)| match outcome {
@@ -1133,24 +1147,38 @@ async fn run(title: &str, items: Vec<Item>) {
             _ => None,
         })
         .collect();
-    let mut fates: HashMap<usize, Fate> = HashMap::new();
+    let owed: Vec<(usize, &str)> = stored
+        .values()
+        .flat_map(|index| {
+            handlers_of(&items[*index].subject)
+                .iter()
+                .map(move |handler| (*index, *handler))
+        })
+        .collect();
+    let mut fates: HashMap<(usize, String), Fate> = HashMap::new();
     let mut records = Follower::new(RECORDS);
     let mut letters = Follower::new(DLQ);
     let mut letter_reasons: HashMap<String, usize> = HashMap::new();
-    let mut unmatched_letters = 0usize;
+    let mut unmatched = 0usize;
     let ids: HashMap<&str, usize> = items
         .iter()
         .enumerate()
         .map(|(index, item)| (item.id.as_str(), index))
         .collect();
+    let last_token = |subject: &str| subject.rsplit('.').next().unwrap_or_default().to_owned();
     let settle_by = Instant::now() + scale.pick(Duration::from_secs(60), Duration::from_secs(120));
     loop {
         for record in within(records.poll(&rig.client)).await.unwrap() {
             let body = record.json().unwrap_or(Value::Null);
             let keys = [body["k"].as_str(), body["m"].as_str()];
-            let index = keys.iter().flatten().find_map(|key| ids.get(key).copied());
-            if let Some(index) = index {
-                fates.entry(index).or_default().processed += 1;
+            match keys.iter().flatten().find_map(|key| ids.get(key).copied()) {
+                Some(index) => {
+                    fates
+                        .entry((index, last_token(&record.subject)))
+                        .or_default()
+                        .processed += 1;
+                }
+                None => unmatched += 1,
             }
         }
         for letter in within(letters.poll(&rig.client)).await.unwrap() {
@@ -1170,13 +1198,17 @@ async fn run(title: &str, items: Vec<Item>) {
                     .unwrap_or(0),
             );
             match stored.get(&key) {
-                Some(index) => fates.entry(*index).or_default().letters.push(reason),
-                None => unmatched_letters += 1,
+                Some(index) => fates
+                    .entry((*index, last_token(&letter.subject)))
+                    .or_default()
+                    .letters
+                    .push(reason),
+                None => unmatched += 1,
             }
         }
-        let settled = stored.values().all(|index| {
+        let settled = owed.iter().all(|(index, handler)| {
             fates
-                .get(index)
+                .get(&(*index, (*handler).to_owned()))
                 .is_some_and(|fate| fate.processed > 0 || !fate.letters.is_empty())
         });
         if settled || Instant::now() >= settle_by {
@@ -1201,9 +1233,12 @@ async fn run(title: &str, items: Vec<Item>) {
     }
 
     let (mut processed, mut lettered, mut lost, mut duplicates) = (0, 0, 0, 0);
-    for (key, index) in &stored {
+    for (index, handler) in &owed {
         let item = &items[*index];
-        let fate = fates.get(index).cloned().unwrap_or_default();
+        let fate = fates
+            .get(&(*index, (*handler).to_owned()))
+            .cloned()
+            .unwrap_or_default();
         processed += usize::from(fate.processed > 0);
         lettered += usize::from(!fate.letters.is_empty());
         duplicates += fate.processed.saturating_sub(1) + fate.letters.len().saturating_sub(1);
@@ -1219,9 +1254,15 @@ async fn run(title: &str, items: Vec<Item>) {
             lost += 1;
         }
         if !ok {
+            let (stream, seq) = stored
+                .iter()
+                .find(|(_, i)| *i == index)
+                .map(|(key, _)| key.clone())
+                .unwrap_or_default();
             violations.push(format!(
-                "{} ({} seq {}): processed {} times, dead letters {:?}; expected {:?}",
-                item.id, key.0, key.1, fate.processed, fate.letters, item.expect
+                "{} ({stream} seq {seq}), handler {handler}: processed {} times, dead letters \
+                 {:?}; expected {:?}",
+                item.id, fate.processed, fate.letters, item.expect
             ));
         }
     }
@@ -1280,18 +1321,27 @@ async fn run(title: &str, items: Vec<Item>) {
             "async calls and events with a PubAck",
         )
         .row(
-            "processed",
-            processed,
-            "stored items whose handler completed",
+            "owed",
+            owed.len(),
+            "(stored item, handler) pairs: faults.sampled has two handlers",
         )
-        .row("dead-lettered", lettered, &format!("{letter_reasons:?}"))
+        .row("processed", processed, "pairs whose handler completed")
+        .row(
+            "dead-lettered",
+            lettered,
+            &format!("pairs; {letter_reasons:?}"),
+        )
         .row("duplicates", duplicates, "extra completions or letters")
         .row(
             "lost",
             lost,
-            "stored, neither processed nor dead-lettered: must be 0",
+            "pairs neither processed nor dead-lettered: must be 0",
         )
-        .row("letters for nothing sent", unmatched_letters, "")
+        .row(
+            "records or letters for nothing sent",
+            unmatched,
+            "must be 0",
+        )
         .row("missed normal calls", first_try_failures, "recovered later")
         .row("service down", never_recovered, "must be 0")
         .row(
@@ -1316,6 +1366,11 @@ async fn run(title: &str, items: Vec<Item>) {
     replies.sort();
     for (code, count) in replies {
         table.row(&format!("  reply {code}"), count, "");
+    }
+    let mut refusals: Vec<_> = refusals.into_iter().collect();
+    refusals.sort();
+    for (reason, count) in refusals {
+        table.row("  refused", count, &reason);
     }
     growth.sort_by(|a, b| b.cmp(a));
     for (kib, id) in growth.iter().take(3) {
