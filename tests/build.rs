@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "../codegen/tests/fixtures/valid/ecommerce.yaml".into(),
         "../codegen/tests/fixtures/valid/everything.yaml".into(),
         "../codegen/tests/fixtures/valid/keywords.yaml".into(),
+        "../codegen/tests/fixtures/valid/adversarial.yaml".into(),
     ];
     let mut own: Vec<PathBuf> = std::fs::read_dir("schemas")?
         .filter_map(|entry| entry.ok().map(|e| e.path()))

@@ -1,13 +1,14 @@
 //! Schema diagnostics: every problem carries its file, position, a label, an optional help line
 //! and a stable code, and renders through miette.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use miette::{
     GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents,
-    NamedSource, SourceCode, SourceSpan, SpanContents,
+    SourceCode, SourceSpan, SpanContents,
 };
 
 /// A schema file's text, shared by the diagnostics that point into it.
@@ -25,8 +26,9 @@ impl SourceFile {
         let display = path.display().to_string();
         let text: Arc<str> = Arc::from(text);
         let named = Arc::new(CharColumns {
+            lines: LineIndex::new(&text),
             text: Arc::clone(&text),
-            inner: NamedSource::new(display.clone(), Arc::clone(&text)).with_language("yaml"),
+            name: display.clone(),
         });
         SourceFile {
             path: path.to_path_buf(),
@@ -37,12 +39,49 @@ impl SourceFile {
     }
 }
 
+/// Where each line of a text starts, built once per file so that a diagnostic finds its line by
+/// binary search instead of rescanning the text. Lines end at `\n`, `\r\n` or a lone `\r`, as
+/// miette counts them.
+#[derive(Debug)]
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        work::scanned(text.len());
+        let bytes = text.as_bytes();
+        let mut starts = vec![0];
+        for (i, &b) in bytes.iter().enumerate() {
+            let ends_line = b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+            if ends_line {
+                starts.push(i + 1);
+            }
+        }
+        LineIndex { starts }
+    }
+
+    /// The 0-based line holding byte `offset`.
+    fn line_of(&self, offset: usize) -> usize {
+        self.starts
+            .partition_point(|&start| start <= offset)
+            .saturating_sub(1)
+    }
+
+    /// Where 0-based `line` starts, or `None` past the last line.
+    fn start(&self, line: usize) -> Option<usize> {
+        self.starts.get(line).copied()
+    }
+}
+
 /// The source as miette sees it, with columns counted in characters (miette counts bytes), so the
-/// `[path:line:col]` above a snippet agrees with the `path:line:col:` of the message.
+/// `[path:line:col]` above a snippet agrees with the `path:line:col:` of the message. Only the
+/// lines around a span are handed to miette, which scans what it is given from the start.
 #[derive(Debug)]
 struct CharColumns {
     text: Arc<str>,
-    inner: NamedSource<Arc<str>>,
+    name: String,
+    lines: LineIndex,
 }
 
 impl SourceCode for CharColumns {
@@ -52,26 +91,44 @@ impl SourceCode for CharColumns {
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
-        let contents = self
-            .inner
-            .read_span(span, context_lines_before, context_lines_after)?;
-        let start = contents.span().offset().min(self.text.len());
-        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let column = self
-            .text
+        let text: &'a str = &self.text;
+        let offset = span.offset().min(text.len());
+        let last = (offset + span.len()).saturating_sub(1).max(offset);
+        let first_line = self.lines.line_of(offset);
+        let window_line = first_line.saturating_sub(context_lines_before);
+        let window_start = self.lines.start(window_line).unwrap_or(0);
+        let window_end = self
+            .lines
+            .start(self.lines.line_of(last) + context_lines_after + 2)
+            .unwrap_or(text.len());
+        let window = text.get(window_start..window_end).unwrap_or(text);
+        let window_start = if window.len() == text.len() {
+            0
+        } else {
+            window_start
+        };
+        let window_line = if window_start == 0 { 0 } else { window_line };
+        work::scanned(window.len());
+        let local = SourceSpan::new((offset - window_start).into(), span.len());
+        let contents = window.read_span(&local, context_lines_before, context_lines_after)?;
+        let start = contents.span().offset() + window_start;
+        let line_start = self
+            .lines
+            .start(self.lines.line_of(start))
+            .unwrap_or(0)
+            .min(start);
+        let column = text
             .get(line_start..start)
             .map_or(contents.column(), |s| s.chars().count());
-        let mut fixed = MietteSpanContents::new_named(
-            contents.name().unwrap_or_default().to_string(),
+        let fixed = MietteSpanContents::new_named(
+            self.name.clone(),
             contents.data(),
-            *contents.span(),
-            contents.line(),
+            SourceSpan::new(start.into(), contents.span().len()),
+            contents.line() + window_line,
             column,
-            contents.line_count(),
-        );
-        if let Some(language) = contents.language() {
-            fixed = fixed.with_language(language);
-        }
+            contents.line_count() + window_line,
+        )
+        .with_language("yaml");
         Ok(Box::new(fixed))
     }
 }
@@ -157,11 +214,11 @@ impl Diagnostic {
         let Some(source) = &self.source else {
             return false;
         };
-        let text = &source.text;
-        let start = self.loc.offset.min(text.len());
-        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-        line_end - line_start <= MAX_SNIPPET_LINE
+        let lines = &source.named.lines;
+        let line = lines.line_of(self.loc.offset.min(source.text.len()));
+        let start = lines.start(line).unwrap_or(0);
+        let end = lines.start(line + 1).unwrap_or(source.text.len());
+        end - start <= MAX_SNIPPET_LINE + 2
     }
 
     /// The diagnostic without a snippet: code, `path:line:col: message`, help.
@@ -277,31 +334,197 @@ pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
-    let lower = name.to_lowercase();
-    let mut best: Option<(usize, &str)> = None;
-    for c in candidates {
-        let d = edit_distance(&lower, &c.to_lowercase());
-        let limit = (name.chars().count().max(c.chars().count()) / 3).max(1);
-        if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
-            best = Some((d, c));
-        }
-    }
-    best.map(|(_, c)| format!("did you mean '{c}'?"))
+    Suggestions::new(candidates).did_you_mean(name)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+/// Candidates examined per lookup, at most: a lookup costs the same in a schema of any size.
+const MAX_EXAMINED: usize = 2_048;
+/// Edit-distance cells computed per lookup, at most.
+const MAX_CELLS: usize = 32_768;
+
+/// A set of names to suggest from, prepared once and asked many times ("did you mean ...?").
+///
+/// A lookup is bounded whatever the number of names: only names of a length that can be close
+/// enough are looked at, a character-set filter drops most of those before any edit distance is
+/// computed, distances stop as soon as they exceed the limit, and the work per lookup is capped.
+#[derive(Debug, Default)]
+pub struct Suggestions {
+    names: Vec<Candidate>,
+    /// Candidate indices by length in characters.
+    by_len: BTreeMap<usize, Vec<usize>>,
+    /// Each candidate (lowercase) and each of its one-character deletions → candidate indices:
+    /// every candidate one edit away from a name shares a key with it.
+    deletions: HashMap<String, Vec<usize>>,
+}
+
+/// Names longer than this are not indexed by deletions (they are still compared by the scan).
+const MAX_INDEXED_LEN: usize = 64;
+
+/// `chars` and each of its one-character deletions.
+fn deletions(chars: &[char]) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(chars.iter().collect()).chain((0..chars.len()).map(move |skip| {
+        chars
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, c)| *c)
+            .collect()
+    }))
+}
+
+#[derive(Debug)]
+struct Candidate {
+    name: String,
+    lower: Vec<char>,
+    mask: u64,
+}
+
+/// The set of characters of a name, folded into 64 bits. One edit changes at most two bits, so
+/// names whose masks differ in more than `2 × limit` bits are further apart than `limit`.
+fn char_mask(chars: &[char]) -> u64 {
+    chars
+        .iter()
+        .fold(0, |mask, &c| mask | 1u64 << (u32::from(c) % 64))
+}
+
+fn limit_for(a: usize, b: usize) -> usize {
+    (a.max(b) / 3).max(1)
+}
+
+impl Suggestions {
+    pub fn new<'a>(candidates: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut out = Suggestions::default();
+        for c in candidates {
+            out.push(c);
         }
-        prev = cur;
+        out
+    }
+
+    pub fn push(&mut self, name: &str) {
+        let lower: Vec<char> = name.to_lowercase().chars().collect();
+        let index = self.names.len();
+        self.by_len.entry(lower.len()).or_default().push(index);
+        if lower.len() <= MAX_INDEXED_LEN {
+            for key in deletions(&lower) {
+                let slot = self.deletions.entry(key).or_default();
+                if slot.last() != Some(&index) {
+                    slot.push(index);
+                }
+            }
+        }
+        self.names.push(Candidate {
+            name: name.to_string(),
+            mask: char_mask(&lower),
+            lower,
+        });
+    }
+
+    /// `did you mean '<closest>'?` when a candidate is close enough to `name`.
+    pub fn did_you_mean(&self, name: &str) -> Option<String> {
+        self.closest(name).map(|c| format!("did you mean '{c}'?"))
+    }
+
+    /// The closest candidate within a third of the longer name's length (at least 1 edit); the
+    /// earliest given wins a tie.
+    pub fn closest(&self, name: &str) -> Option<&str> {
+        let lower: Vec<char> = name.to_lowercase().chars().collect();
+        let mask = char_mask(&lower);
+        let len = lower.len();
+        let shortest = len.saturating_sub(len / 3 + 1);
+        let longest = len + len / 2 + 2;
+        let mut best: Option<(usize, usize)> = None;
+        let consider = |best: &mut Option<(usize, usize)>, i: usize, limit: usize| {
+            let c = &self.names[i];
+            let cap = best.map_or(limit, |(d, _)| d.min(limit));
+            let d = bounded_edit_distance(&lower, &c.lower, cap);
+            if d <= cap && best.is_none_or(|(bd, bi)| d < bd || (d == bd && i < bi)) {
+                *best = Some((d, i));
+            }
+        };
+        // Every candidate within one edit shares a deletion key with the name: the usual typo is
+        // found exactly, however many names there are.
+        if len <= MAX_INDEXED_LEN {
+            for key in deletions(&lower) {
+                for &i in self.deletions.get(&key).map_or(&[][..], Vec::as_slice) {
+                    consider(&mut best, i, limit_for(len, self.names[i].lower.len()));
+                }
+            }
+        }
+        if best.is_some_and(|(d, _)| d <= 1) {
+            return best.map(|(_, i)| self.names[i].name.as_str());
+        }
+        let (mut examined, mut cells) = (0usize, 0usize);
+        'lengths: for (&other_len, indices) in self.by_len.range(shortest..=longest) {
+            let limit = limit_for(len, other_len);
+            if len.abs_diff(other_len) > limit {
+                continue;
+            }
+            for &i in indices {
+                examined += 1;
+                if examined > MAX_EXAMINED || cells > MAX_CELLS {
+                    break 'lengths;
+                }
+                if (self.names[i].mask ^ mask).count_ones() as usize > 2 * limit {
+                    continue;
+                }
+                cells += len * other_len;
+                consider(&mut best, i, limit);
+            }
+        }
+        best.map(|(_, i)| self.names[i].name.as_str())
+    }
+}
+
+/// The edit distance of `a` and `b`, or anything above `cap` once it is certain to exceed it.
+fn bounded_edit_distance(a: &[char], b: &[char], cap: usize) -> usize {
+    work::distance_cells(a.len() * b.len());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        let mut row_min = cur[0];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            row_min = row_min.min(cur[j + 1]);
+        }
+        if row_min > cap {
+            return cap + 1;
+        }
+        std::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]
 }
+
+/// Counters of the work diagnostics do, so tests can show it grows linearly with the schema.
+mod work {
+    #[cfg(test)]
+    thread_local! {
+        pub(crate) static SCANNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        pub(crate) static CELLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Bytes of schema text scanned to place or show a diagnostic.
+    pub(crate) fn scanned(_bytes: usize) {
+        #[cfg(test)]
+        SCANNED.with(|c| c.set(c.get() + _bytes));
+    }
+
+    /// Cells of edit-distance tables computed for suggestions.
+    pub(crate) fn distance_cells(_cells: usize) {
+        #[cfg(test)]
+        CELLS.with(|c| c.set(c.get() + _cells));
+    }
+
+    /// The counters' values since the last call on this thread: `(scanned, cells)`.
+    #[cfg(test)]
+    pub(crate) fn take() -> (usize, usize) {
+        (SCANNED.with(|c| c.replace(0)), CELLS.with(|c| c.replace(0)))
+    }
+}
+
+#[cfg(test)]
+pub(crate) use work::take as take_work;
 
 #[cfg(test)]
 mod tests {

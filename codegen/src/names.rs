@@ -45,6 +45,25 @@ pub fn param(wire: &str) -> String {
     }
 }
 
+/// The Rust name of a method or handler (a snake_case schema name): runs of `_` collapse to one,
+/// since rustc's `non_snake_case` lint rejects `__` inside a name (`a__b` → `a_b`); keywords are
+/// escaped. The wire name (the subject token) is unchanged.
+pub fn member(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if !(c == '_' && out.ends_with('_')) {
+            out.push(c);
+        }
+    }
+    escape(&out)
+}
+
+/// Whether rustc's `non_snake_case` lint accepts `name` as written: no `__` between its first and
+/// last non-`_` characters.
+pub fn is_lint_snake_case(name: &str) -> bool {
+    !name.trim_matches('_').contains("__")
+}
+
 /// A PascalCase identifier for a snake_case name or topic, escaped (`self` → `Self_`).
 pub fn pascal_ident(name: &str) -> String {
     escape(&pascal(name))
@@ -114,5 +133,11 @@ mod tests {
         assert_eq!(pascal("orders.created"), "OrdersCreated");
         assert_eq!(topic_method("orders.created"), "orders_created");
         assert_eq!(field_base("2fa"), None);
+        assert_eq!(member("a__b"), "a_b");
+        assert_eq!(member("a___b__"), "a_b_");
+        assert_eq!(member("fn"), "r#fn");
+        assert_eq!(member("self__"), "self_");
+        assert!(!is_lint_snake_case("a__pkg"));
+        assert!(is_lint_snake_case("a_pkg_"));
     }
 }

@@ -63,6 +63,31 @@ struct Renderer<'a> {
     rt: &'a str,
 }
 
+/// The `#[allow]`s a generated method taking `&self` needs for its name: clippy's
+/// `should_implement_trait` takes an inherent `clone` or `cmp` for `Clone::clone` or `Ord::cmp`
+/// (the other std trait methods it knows differ from ours in receiver or return type), and
+/// `wrong_self_convention` expects `new` and `from_*` to take no `self`, `into_*` to take `self` and
+/// `to_*_mut` to take `&mut self`.
+fn method_allows(name: &str) -> Vec<String> {
+    let name = names::unraw(name);
+    let mut lints = Vec::new();
+    if matches!(name, "clone" | "cmp") {
+        lints.push("clippy::should_implement_trait");
+    }
+    if name == "new"
+        || name.starts_with("from_")
+        || name.starts_with("into_")
+        || name == "to_mut"
+        || (name.starts_with("to_") && name.ends_with("_mut"))
+    {
+        lints.push("clippy::wrong_self_convention");
+    }
+    lints
+        .into_iter()
+        .map(|lint| format!("#[allow({lint})]\n"))
+        .collect()
+}
+
 fn lit(s: &str) -> String {
     format!("{s:?}")
 }
@@ -196,6 +221,8 @@ pub struct MemberView {
     params_struct: String,
     call_type: String,
     core_fn: &'static str,
+    /// Lints the method's name trips (see [`method_allows`]).
+    allows: Vec<String>,
 }
 
 pub struct ArgView {
@@ -216,6 +243,7 @@ struct ServiceTemplate<'a> {
 pub struct EventView {
     docs: Vec<String>,
     method: String,
+    allows: Vec<String>,
     ty: String,
 }
 
@@ -372,6 +400,7 @@ impl Renderer<'_> {
                         d
                     },
                     method: names::topic_method(&e.topic),
+                    allows: method_allows(&names::topic_method(&e.topic)),
                     ty: self.event_type(&p.name, e.topic.as_str(), &e.payload, 0),
                 })
                 .collect();
@@ -437,7 +466,16 @@ impl Renderer<'_> {
     }
 
     fn field_view(&self, f: &Field, depth: usize) -> FieldView {
-        let name = names::field(&f.name);
+        self.named_field_view(f, names::field(&f.name), depth)
+    }
+
+    /// A field of a private params struct: named like the parameter it carries (`ctx` → `ctx_`),
+    /// so the server and the client can move values between the two by name.
+    fn param_field_view(&self, f: &Field, depth: usize) -> FieldView {
+        self.named_field_view(f, names::param(&f.name), depth)
+    }
+
+    fn named_field_view(&self, f: &Field, name: String, depth: usize) -> FieldView {
         let mut serde = Vec::new();
         if names::unraw(&name) != f.name {
             serde.push(format!("rename = {}", lit(&f.name)));
@@ -677,7 +715,11 @@ impl Renderer<'_> {
                 vis: "pub(super)",
                 field_vis: "pub(super)",
                 name: params_struct.clone(),
-                fields: m.params.iter().map(|f| self.field_view(f, 1)).collect(),
+                fields: m
+                    .params
+                    .iter()
+                    .map(|f| self.param_field_view(f, 1))
+                    .collect(),
             });
             let args: Vec<ArgView> = m
                 .params
@@ -719,7 +761,7 @@ impl Renderer<'_> {
             d.push(format!("#[doc = {}]\n", lit(&note)));
             let view = MemberView {
                 docs: d,
-                name: names::escape(&m.name),
+                name: names::member(&m.name),
                 many_args: args.len() + 2 > 7,
                 args,
                 ok,
@@ -729,6 +771,7 @@ impl Renderer<'_> {
                 params_struct,
                 call_type,
                 core_fn,
+                allows: method_allows(&names::member(&m.name)),
             };
             calls.push(MemberView {
                 docs: view.docs.clone(),
@@ -749,6 +792,7 @@ impl Renderer<'_> {
                 params_struct: view.params_struct.clone(),
                 call_type: view.call_type.clone(),
                 core_fn,
+                allows: view.allows.clone(),
             });
             members.push(view);
         }
@@ -783,7 +827,7 @@ impl Renderer<'_> {
             ));
             members.push(MemberView {
                 docs: d,
-                name: names::escape(&h.name),
+                name: names::member(&h.name),
                 args: vec![ArgView {
                     name: "event".into(),
                     ty,
@@ -796,6 +840,7 @@ impl Renderer<'_> {
                 params_struct: String::new(),
                 call_type: String::new(),
                 core_fn: "",
+                allows: method_allows(&names::member(&h.name)),
             });
         }
         ServiceView {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics, Loc, SourceFile};
+use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics, Loc, SourceFile, Suggestions};
 use crate::model::{
     subject_matches, Delivery, ErrorDef, Event, EventPayload, Field, Handler, Method, MethodKind,
     Mode, Model, Package, Primitive, Retry, Service, TypeBody, TypeDef, TypeRef,
@@ -124,6 +124,9 @@ pub fn load(roots: &[PathBuf]) -> Loaded {
             all: &decls,
             imported,
             files: &files,
+            type_names: None,
+            package_type_names: HashMap::new(),
+            events: None,
         };
         if let Some(pkg) = v.package(root) {
             packages.push(pkg);
@@ -151,17 +154,23 @@ pub fn load(roots: &[PathBuf]) -> Loaded {
 fn check_unique_across_packages(packages: &[Package], files: &[File], diags: &mut Diagnostics) {
     let mut topics: HashMap<&str, &str> = HashMap::new();
     let mut services: HashMap<&str, &str> = HashMap::new();
+    let by_package: HashMap<&str, &File> = files.iter().map(|f| (f.package.as_str(), f)).collect();
     for p in packages {
-        let Some(file) = files.iter().find(|f| f.package == p.name) else {
+        let Some(file) = by_package.get(p.name.as_str()).copied() else {
             continue;
         };
+        let event_keys = file_section_keys(file, "events");
+        let service_keys = file_section_keys(file, "services");
         for e in &p.events {
             if let Some(other) = topics.insert(&e.topic, &p.name) {
                 diags.push(
                     Diagnostic::new(
                         "natsgen::duplicate_name",
                         &file.source,
-                        section_key_loc(file, "events", &e.topic),
+                        event_keys
+                            .get(e.topic.as_str())
+                            .copied()
+                            .unwrap_or_default(),
                         format!("topic '{}' is also declared by package '{other}'", e.topic),
                     )
                     .label("second declaration")
@@ -175,7 +184,10 @@ fn check_unique_across_packages(packages: &[Package], files: &[File], diags: &mu
                     Diagnostic::new(
                         "natsgen::duplicate_name",
                         &file.source,
-                        section_key_loc(file, "services", &s.name),
+                        service_keys
+                            .get(s.name.as_str())
+                            .copied()
+                            .unwrap_or_default(),
                         format!("service '{}' is also declared by package '{other}'", s.name),
                     )
                     .label("second declaration")
@@ -186,19 +198,24 @@ fn check_unique_across_packages(packages: &[Package], files: &[File], diags: &mu
     }
 }
 
-/// The position of `name` under the top-level `section` of a file.
-fn section_key_loc(file: &File, section: &str, name: &str) -> Loc {
-    file.root
-        .as_ref()
-        .and_then(|r| map_get(r, section))
-        .and_then(|n| match &n.value {
-            Value::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| k.name == name)
-                .map(|(k, _)| k.loc),
-            _ => None,
-        })
-        .unwrap_or_default()
+/// The position of each key of a mapping (the first, when a key is repeated).
+fn section_keys(section: Option<&Node>) -> HashMap<&str, Loc> {
+    let mut keys = HashMap::new();
+    if let Some(Node {
+        value: Value::Map(entries),
+        ..
+    }) = section
+    {
+        for (k, _) in entries {
+            keys.entry(k.name.as_str()).or_insert(k.loc);
+        }
+    }
+    keys
+}
+
+/// The positions of the keys under the top-level `section` of a file.
+fn file_section_keys<'f>(file: &'f File, section: &str) -> HashMap<&'f str, Loc> {
+    section_keys(file.root.as_ref().and_then(|r| map_get(r, section)))
 }
 
 fn canonical(path: &Path) -> std::io::Result<PathBuf> {
@@ -384,6 +401,20 @@ struct Validator<'a> {
     all: &'a [Decls],
     imported: Vec<usize>,
     files: &'a [File],
+    /// Built on the first unknown type: every type name usable unqualified or as `pkg.Type`.
+    type_names: Option<Suggestions>,
+    /// Built on the first unknown `pkg.Type` of each package.
+    package_type_names: HashMap<usize, Suggestions>,
+    /// Built on the first event reference: the events this file can name.
+    events: Option<KnownEvents>,
+}
+
+/// The events a file can name (its own and its imports'), indexed once.
+struct KnownEvents {
+    /// `(package, topic)` in declaration order, own package first.
+    all: Vec<(String, String)>,
+    topics: HashSet<String>,
+    suggestions: Suggestions,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -593,9 +624,19 @@ impl Validator<'_> {
         let package = self.file.package.clone();
         if let Some(n) = top.get("package") {
             if let Some(name) = self.string(n, "package") {
-                self.snake_name(&name, n.loc, "package");
+                if self.snake_name(&name, n.loc, "package") {
+                    self.package_module_name(&name, n.loc, None);
+                }
             }
-        } else if !names::is_snake_case(&package) {
+        } else if names::is_snake_case(&package) {
+            let loc = Loc {
+                line: 1,
+                column: 1,
+                offset: 0,
+                len: 0,
+            };
+            self.package_module_name(&package, loc, Some("the file name gives "));
+        } else {
             let loc = Loc {
                 line: 1,
                 column: 1,
@@ -714,6 +755,30 @@ impl Validator<'_> {
             return false;
         }
         true
+    }
+
+    /// A package is a module the user declares (`pub mod <package>`), so its name must pass
+    /// rustc's `non_snake_case` lint: no `__` inside.
+    fn package_module_name(&mut self, name: &str, loc: Loc, from_file: Option<&str>) {
+        if names::is_lint_snake_case(name) {
+            return;
+        }
+        let fixed = names::member(name);
+        let d = self
+            .diag(
+                "natsgen::name_case",
+                loc,
+                format!(
+                    "{}package name '{name}' has '__' inside: the module `pub mod {name}` would trip Rust's non_snake_case lint",
+                    from_file.unwrap_or("")
+                ),
+            )
+            .label("'__' inside a module name")
+            .help(match from_file {
+                Some(_) => format!("add `package: {}`", names::unraw(&fixed)),
+                None => format!("write it '{}'", names::unraw(&fixed)),
+            });
+        self.report(d);
     }
 
     fn pascal_name(&mut self, name: &str, loc: Loc, what: &str) -> bool {
@@ -967,16 +1032,23 @@ impl Validator<'_> {
                         name: name.clone(),
                     });
                 }
-                let candidates: Vec<String> = Primitive::ALL
-                    .iter()
-                    .map(|(n, _)| (*n).to_string())
-                    .chain(self.decls.types.keys().cloned())
-                    .chain(self.imported.iter().flat_map(|&i| {
-                        let pkg = &self.all[i].package;
-                        self.all[i].types.keys().map(move |t| format!("{pkg}.{t}"))
-                    }))
-                    .collect();
-                let mut help = did_you_mean(name, candidates.iter().map(String::as_str));
+                let (decls, all, imported) = (self.decls, self.all, &self.imported);
+                let mut help = self
+                    .type_names
+                    .get_or_insert_with(|| {
+                        let mut names = Suggestions::new(Primitive::ALL.iter().map(|(n, _)| *n));
+                        for t in decls.types.keys() {
+                            names.push(t);
+                        }
+                        for &i in imported {
+                            let pkg = &all[i].package;
+                            for t in all[i].types.keys() {
+                                names.push(&format!("{pkg}.{t}"));
+                            }
+                        }
+                        names
+                    })
+                    .did_you_mean(name);
                 if help.is_none() {
                     if let Some(pkg) = self
                         .imported
@@ -999,14 +1071,14 @@ impl Validator<'_> {
             }
             TypeExpr::Name(Some(pkg), name) => {
                 let target = if *pkg == self.decls.package {
-                    Some(self.decls)
+                    Some((usize::MAX, self.decls))
                 } else {
                     self.imported
                         .iter()
-                        .map(|&i| &self.all[i])
-                        .find(|d| d.package == *pkg)
+                        .map(|&i| (i, &self.all[i]))
+                        .find(|(_, d)| d.package == *pkg)
                 };
-                let Some(target) = target else {
+                let Some((target_index, target)) = target else {
                     let imported: Vec<&str> = self
                         .imported
                         .iter()
@@ -1036,7 +1108,13 @@ impl Validator<'_> {
                         name: name.clone(),
                     })
                 } else {
-                    let help = did_you_mean(name, target.types.keys().map(String::as_str));
+                    let help = self
+                        .package_type_names
+                        .entry(target_index)
+                        .or_insert_with(|| {
+                            Suggestions::new(target.types.keys().map(String::as_str))
+                        })
+                        .did_you_mean(name);
                     let d = self
                         .diag(
                             "natsgen::unknown_type",
@@ -1203,7 +1281,7 @@ impl Validator<'_> {
             }
         });
         let mut methods = Vec::new();
-        let mut members: HashMap<String, Loc> = HashMap::new();
+        let mut members: HashMap<String, String> = HashMap::new();
         if let Some(n) = map.get("methods") {
             for (k, v) in self.named_map(n, &format!("the methods of {what}")) {
                 if let Some(m) = self.method(&key.name, k, v) {
@@ -1230,30 +1308,47 @@ impl Validator<'_> {
         })
     }
 
+    /// Methods and handlers share one trait, so their Rust names must differ; the client's own
+    /// methods are reserved for methods.
     fn member_name(
         &mut self,
-        members: &mut HashMap<String, Loc>,
+        members: &mut HashMap<String, String>,
         name: &str,
         loc: Loc,
         what: &str,
         is_handler: bool,
     ) {
-        let rust = names::escape(name);
-        if matches!(name, "new" | "with_options" | "with_retry") && !is_handler {
+        let rust = names::member(name);
+        if matches!(rust.as_str(), "new" | "with_options" | "with_retry") && !is_handler {
             let d = self
                 .diag(
                     "natsgen::reserved_name",
                     loc,
-                    format!("'{name}' is reserved in {what}: the generated client has a method of that name"),
+                    format!("'{name}' is reserved in {what}: the generated client has a method '{rust}'"),
                 )
                 .label("reserved")
                 .help("choose another name, e.g. 'create'");
             self.report(d);
-        } else if members.insert(rust, loc).is_some() {
-            let d = self
-                .diag("natsgen::duplicate_name", loc, format!("'{name}' is declared twice in {what} (methods and handlers share one trait)"))
-                .label("second declaration");
+        } else if let Some(prev) = members.get(&rust) {
+            let d = if prev == name {
+                self.diag(
+                    "natsgen::duplicate_name",
+                    loc,
+                    format!("'{name}' is declared twice in {what} (methods and handlers share one trait)"),
+                )
+                .label("second declaration")
+            } else {
+                self.diag(
+                    "natsgen::rust_name_clash",
+                    loc,
+                    format!("'{prev}' and '{name}' in {what} both become the Rust method '{rust}'"),
+                )
+                .label("clashes with an earlier method or handler")
+                .help("rename one of them (runs of '_' count as one in Rust names)")
+            };
             self.report(d);
+        } else {
+            members.insert(rust, name.to_string());
         }
     }
 
@@ -1414,30 +1509,38 @@ impl Validator<'_> {
         })
     }
 
-    fn known_events(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
-            .decls
-            .events
-            .iter()
-            .map(|t| (self.decls.package.clone(), t.clone()))
-            .collect();
-        for &i in &self.imported {
-            out.extend(
-                self.all[i]
-                    .events
-                    .iter()
-                    .map(|t| (self.all[i].package.clone(), t.clone())),
-            );
-        }
-        out
+    fn known_events(&mut self) -> &KnownEvents {
+        let (decls, all, imported) = (self.decls, self.all, &self.imported);
+        self.events.get_or_insert_with(|| {
+            let mut events: Vec<(String, String)> = decls
+                .events
+                .iter()
+                .map(|t| (decls.package.clone(), t.clone()))
+                .collect();
+            for &i in imported {
+                events.extend(
+                    all[i]
+                        .events
+                        .iter()
+                        .map(|t| (all[i].package.clone(), t.clone())),
+                );
+            }
+            KnownEvents {
+                topics: events.iter().map(|(_, t)| t.clone()).collect(),
+                suggestions: Suggestions::new(events.iter().map(|(_, t)| t.as_str())),
+                all: events,
+            }
+        })
     }
 
     fn check_event_exists(&mut self, topic: &str, loc: Loc) -> bool {
         let known = self.known_events();
-        if known.iter().any(|(_, t)| t == topic) {
+        if known.topics.contains(topic) {
             return true;
         }
-        let help = did_you_mean(topic, known.iter().map(|(_, t)| t.as_str()))
+        let help = known
+            .suggestions
+            .did_you_mean(topic)
             .unwrap_or_else(|| "declare it under `events:`".to_string());
         let d = self
             .diag(
@@ -1549,11 +1652,13 @@ impl Validator<'_> {
             self.report(d);
             return None;
         }
-        let known = self.known_events();
         if h.is_wildcard() {
-            h.matches = known
-                .into_iter()
+            h.matches = self
+                .known_events()
+                .all
+                .iter()
                 .filter(|(_, t)| subject_matches(&pattern, t))
+                .cloned()
                 .collect();
             if h.matches.is_empty() {
                 let d = self
@@ -1571,10 +1676,13 @@ impl Validator<'_> {
             if !self.check_event_exists(&pattern, key.loc) {
                 return None;
             }
-            h.matches = known
-                .into_iter()
+            h.matches = self
+                .known_events()
+                .all
+                .iter()
                 .filter(|(_, t)| *t == pattern)
                 .take(1)
+                .cloned()
                 .collect();
         }
         Some(h)
@@ -1582,15 +1690,15 @@ impl Validator<'_> {
 
     /// Checks that need the whole package: subject overlaps and reserved generated names.
     fn cross_checks(&mut self, pkg: &Package, top: &HashMap<&str, &Node>) {
+        let sections: HashMap<&str, HashMap<&str, Loc>> = ["types", "events", "services"]
+            .into_iter()
+            .map(|section| (section, section_keys(top.get(section).copied())))
+            .collect();
         let loc_of_key = |section: &str, name: &str| -> Loc {
-            top.get(section)
-                .and_then(|n| match &n.value {
-                    Value::Map(entries) => entries
-                        .iter()
-                        .find(|(k, _)| k.name == name)
-                        .map(|(k, _)| k.loc),
-                    _ => None,
-                })
+            sections
+                .get(section)
+                .and_then(|keys| keys.get(name))
+                .copied()
                 .unwrap_or_default()
         };
         // Topics that would land on service subjects.
@@ -1947,6 +2055,7 @@ fn check_recursion(
             infinite.extend(scc);
         }
     }
+    let mut type_keys: HashMap<String, HashMap<&str, Loc>> = HashMap::new();
     for p in packages.iter_mut() {
         for t in p.types.iter_mut() {
             let from = (p.name.clone(), t.name.clone());
@@ -1963,17 +2072,10 @@ fn check_recursion(
             }
             if infinite.contains(&from) {
                 if let Some(file) = files.iter().find(|f| f.package == p.name) {
-                    let loc = file
-                        .root
-                        .as_ref()
-                        .and_then(|r| map_get(r, "types"))
-                        .and_then(|n| match &n.value {
-                            Value::Map(e) => {
-                                e.iter().find(|(k, _)| k.name == t.name).map(|(k, _)| k.loc)
-                            }
-                            _ => None,
-                        })
-                        .unwrap_or_default();
+                    let keys = type_keys
+                        .entry(p.name.clone())
+                        .or_insert_with(|| file_section_keys(file, "types"));
+                    let loc = keys.get(t.name.as_str()).copied().unwrap_or_default();
                     diags.push(
                         Diagnostic::new(
                             "natsgen::infinite_type",
@@ -2083,6 +2185,59 @@ fn dependency_order(packages: Vec<Package>) -> Vec<Package> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnostic;
+
+    /// `check` on a broken schema does work linear in its size: the text is indexed once, each
+    /// diagnostic reads only the lines around it, and each did-you-mean is bounded. Counted in
+    /// bytes scanned and edit-distance cells, not timed.
+    #[test]
+    fn diagnostics_of_a_large_broken_schema_cost_linear_work() {
+        const N: usize = 2_000;
+        let mut text = String::from("natsgen: 1\ntypes:\n");
+        for i in 0..N {
+            // Every type names an unknown one: half a typo of a declared type, half unrelated.
+            let field = if i % 2 == 0 {
+                format!("Ordr{i:04}")
+            } else {
+                format!("Missing{i:04}")
+            };
+            text.push_str(&format!("  Order{i:04}:\n    fields: {{a: {field}}}\n"));
+        }
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("big.yaml");
+        std::fs::write(&path, &text).unwrap_or_else(|e| panic!("write: {e}"));
+        diagnostic::take_work();
+        let loaded = load(&[path]);
+        let rendered = loaded.diagnostics.render();
+        let (scanned, cells) = diagnostic::take_work();
+
+        assert_eq!(loaded.diagnostics.len(), N);
+        for (i, d) in loaded.diagnostics.0.iter().enumerate() {
+            assert_eq!(d.code, "natsgen::unknown_type");
+            assert_eq!(
+                (d.loc.line, d.loc.column),
+                (u32::try_from(4 + 2 * i).unwrap_or(0), 17)
+            );
+            let hint = d.help.as_deref();
+            if i % 2 == 0 {
+                assert_eq!(hint, Some(format!("did you mean 'Order{i:04}'?").as_str()));
+            } else {
+                assert_eq!(hint, None, "{d}");
+            }
+        }
+        assert_eq!(rendered.matches("natsgen::unknown_type").count(), N);
+        assert!(rendered.contains(&format!("big.yaml:{}:17]", 4 + 2 * (N - 1))));
+        // Quadratic work would be about N times the text for both counters.
+        assert!(
+            scanned < 8 * text.len(),
+            "{scanned} bytes scanned for a {} byte schema",
+            text.len()
+        );
+        assert!(
+            cells < 100 * N,
+            "{cells} edit-distance cells for {N} unknown types"
+        );
+    }
 
     #[test]
     fn durations() {

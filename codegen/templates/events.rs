@@ -13,6 +13,7 @@ impl Events {
 {%- for e in events %}
 
     {%- for d in e.docs %}{{ d }}{% endfor %}
+    {%- for a in e.allows %}{{ a }}{% endfor %}
     pub fn {{ e.method }}(&self, event: &{{ e.ty }}) -> {{ rt }}::codegen::Publish {
         self.publisher.publish({{ loop.index0 }}usize, {{ rt }}::codegen::encode_event(event))
     }

@@ -8,6 +8,7 @@ pub trait {{ s.trait_name }}: ::core::marker::Send + ::core::marker::Sync + 'sta
     {%- if m.many_args %}
     #[allow(clippy::too_many_arguments)]
     {%- endif %}
+    {%- for a in m.allows %}{{ a }}{% endfor %}
     fn {{ m.name }}(
         &self,
         ctx: &{{ rt }}::Context,
@@ -19,53 +20,66 @@ pub trait {{ s.trait_name }}: ::core::marker::Send + ::core::marker::Sync + 'sta
 }
 
 /// Serves a [`{{ s.trait_name }}`] implementation: give it to a `natsgen::Host`.
-pub struct {{ s.server }}<T> {
-    inner: ::std::sync::Arc<T>,
+pub struct {{ s.server }}<__Impl> {
+    {%- if s.members.is_empty() %}
+    #[allow(dead_code)]
+    {%- endif %}
+    inner: ::std::sync::Arc<__Impl>,
 }
 
-impl<T: {{ s.trait_name }}> {{ s.server }}<T> {
+impl<__Impl: {{ s.trait_name }}> {{ s.server }}<__Impl> {
     /// Wraps an implementation.
-    pub fn new(inner: T) -> Self {
+    pub fn new(inner: __Impl) -> Self {
         Self { inner: ::std::sync::Arc::new(inner) }
     }
 
     /// Wraps an implementation that is shared with other code.
-    pub fn from_arc(inner: ::std::sync::Arc<T>) -> Self {
+    pub fn from_arc(inner: ::std::sync::Arc<__Impl>) -> Self {
         Self { inner }
     }
 }
 
-impl<T> ::core::fmt::Debug for {{ s.server }}<T> {
+impl<__Impl> ::core::fmt::Debug for {{ s.server }}<__Impl> {
     fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
         f.write_str({{ s.server_lit }})
     }
 }
 
-impl<T: {{ s.trait_name }}> {{ rt }}::codegen::Service for {{ s.server }}<T> {
+impl<__Impl: {{ s.trait_name }}> {{ rt }}::codegen::Service for {{ s.server }}<__Impl> {
     fn descriptor(&self) -> &'static {{ rt }}::codegen::ServiceDescriptor {
         &{{ private }}::{{ s.descriptor }}
     }
 
+{%- if s.members.is_empty() %}
+    fn call(
+        &self,
+        endpoint: usize,
+        _ctx: {{ rt }}::Context,
+        _payload: {{ rt }}::codegen::Bytes,
+    ) -> {{ rt }}::codegen::BoxFuture<::core::result::Result<{{ rt }}::codegen::Bytes, {{ rt }}::ServiceError>> {
+        ::std::boxed::Box::pin({{ rt }}::codegen::unknown_endpoint(endpoint))
+    }
+{%- else %}
     fn call(
         &self,
         endpoint: usize,
         ctx: {{ rt }}::Context,
         payload: {{ rt }}::codegen::Bytes,
     ) -> {{ rt }}::codegen::BoxFuture<::core::result::Result<{{ rt }}::codegen::Bytes, {{ rt }}::ServiceError>> {
-        let inner = <::std::sync::Arc<T> as ::core::clone::Clone>::clone(&self.inner);
+        let inner = ::core::clone::Clone::clone(&self.inner);
         match endpoint {
 {%- for m in s.members %}
             {{ loop.index0 }}usize => ::std::boxed::Box::pin(async move {
     {%- if m.is_handler %}
                 let event = {{ m.decode_event }};
-                let result = inner.{{ m.name }}(&ctx, event).await;
+                let result = <__Impl as {{ s.trait_name }}>::{{ m.name }}(&inner, &ctx, event).await;
     {%- else %}
                 {%- if m.args.is_empty() %}
                 let _params: {{ private }}::{{ m.params_struct }} = {{ rt }}::codegen::decode_params(&payload)?;
                 {%- else %}
                 let params: {{ private }}::{{ m.params_struct }} = {{ rt }}::codegen::decode_params(&payload)?;
                 {%- endif %}
-                let result = inner.{{ m.name }}(&ctx, {% for p in m.args %}params.{{ p.name }},{% endfor %}).await;
+                let result = <__Impl as {{ s.trait_name }}>::{{ m.name }}(&inner, &ctx, {% for p in m.args %}params.{{ p.name }},{% endfor %}).await;
     {%- endif %}
                 match result {
                     ::core::result::Result::Ok(value) => {{ rt }}::codegen::encode_result(&value),
@@ -78,6 +92,7 @@ impl<T: {{ s.trait_name }}> {{ rt }}::codegen::Service for {{ s.server }}<T> {
             _ => ::std::boxed::Box::pin({{ rt }}::codegen::unknown_endpoint(endpoint)),
         }
     }
+{%- endif %}
 }
 {%- endif %}
 {% if client %}
@@ -89,6 +104,7 @@ pub trait {{ s.api }}: ::core::marker::Send + ::core::marker::Sync {
     {%- if m.many_args %}
     #[allow(clippy::too_many_arguments)]
     {%- endif %}
+    {%- for a in m.allows %}{{ a }}{% endfor %}
     fn {{ m.name }}(
         &self,
         {%- for p in m.args %}
@@ -128,6 +144,7 @@ impl {{ s.client }} {
     {%- if m.many_args %}
     #[allow(clippy::too_many_arguments)]
     {%- endif %}
+    {%- for a in m.allows %}{{ a }}{% endfor %}
     pub fn {{ m.name }}(
         &self,
         {%- for p in m.args %}

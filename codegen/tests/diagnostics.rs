@@ -403,6 +403,11 @@ fixtures! {
         ("natsgen::reserved_name", "Internal", "error name 'Internal' is reserved", ""),
         ("natsgen::reserved_name", "BadRequest", "error name 'BadRequest' is reserved", ""),
     ];
+    double_underscore => [
+        ("natsgen::name_case", "a__pkg", "package name 'a__pkg' has '__' inside", "write it 'a_pkg'"),
+        ("natsgen::rust_name_clash", "a__b", "'a_b' and 'a__b' in service 's' both become the Rust method 'a_b'", "rename one of them"),
+        ("natsgen::rust_name_clash", "on_created", "'on__created' and 'on_created' in service 's' both become the Rust method 'on_created'", ""),
+    ];
     reserved_topic => [
         ("natsgen::invalid_topic", "natsgen.dlq.orders", "topics may not start with 'natsgen.' or '$'", ""),
         ("natsgen::invalid_topic", "$SYS.orders", "topics may not start with 'natsgen.' or '$'", ""),

@@ -198,6 +198,12 @@ impl AsyncCall {
                 );
             }
         }
+        crate::streams::leaves_dead_letter_room(
+            payload.len(),
+            &map,
+            core.connection().max_payload(),
+        )
+        .map_err(CallError::Encode)?;
         let span = tracing::debug_span!(
             "natsgen.async_call",
             service,
@@ -303,17 +309,19 @@ impl Publish<'_> {
                 return Err(match error.kind() {
                     // No stream captures the subject yet: create it, once.
                     PublishErrorKind::StreamNotFound if !created => {
-                        ensure_async_stream(js, service).await.map_err(|e| {
-                            if connection.is_connected() {
-                                CallError::JetStreamUnavailable {
-                                    service,
-                                    method,
-                                    reason: e.to_string(),
+                        ensure_async_stream(js, connection.stream_settings(), service)
+                            .await
+                            .map_err(|e| {
+                                if connection.is_connected() {
+                                    CallError::JetStreamUnavailable {
+                                        service,
+                                        method,
+                                        reason: e.to_string(),
+                                    }
+                                } else {
+                                    CallError::Disconnected
                                 }
-                            } else {
-                                CallError::Disconnected
-                            }
-                        })?;
+                            })?;
                         created = true;
                         continue;
                     }

@@ -554,7 +554,7 @@ where
     if let Some(code) = error_code {
         return Err(CallError::Service(error_reply(code, &message)));
     }
-    match serde_json::from_slice::<Reply<R>>(&message.payload) {
+    match crate::json::decode::<Reply<R>>(&message.payload) {
         Ok(Reply::Result(result)) => Ok(result),
         Ok(Reply::Error(error)) => Err(CallError::Service(error.into_service_error(None))),
         Ok(Reply::Other(keys)) => Err(CallError::Protocol(unexpected_reply(

@@ -19,6 +19,7 @@ use async_nats::jetstream;
 use async_nats::ServerAddr;
 
 use crate::resilience::{BreakerRegistry, CircuitBreaker, CircuitBreakerConfig, CircuitState};
+use crate::streams::StreamSettings;
 use crate::{ClientOptions, Error};
 
 /// The oldest nats-server natsgen works with (major, minor).
@@ -51,6 +52,8 @@ struct Shared {
     jetstream: OnceLock<jetstream::Context>,
     /// Packages whose event stream this connection has made sure of.
     event_streams: std::sync::Mutex<std::collections::HashSet<&'static str>>,
+    /// How streams are created.
+    streams: StreamSettings,
 }
 
 impl Connection {
@@ -61,6 +64,7 @@ impl Connection {
             client,
             CircuitBreakerConfig::default(),
             ClientOptions::default(),
+            StreamSettings::default(),
         )
     }
 
@@ -68,6 +72,7 @@ impl Connection {
         client: async_nats::Client,
         circuit_breaker: CircuitBreakerConfig,
         client_options: ClientOptions,
+        streams: StreamSettings,
     ) -> Result<Self, Error> {
         check_server_version(&client)?;
         Ok(Connection {
@@ -77,6 +82,7 @@ impl Connection {
                     breakers: BreakerRegistry::new(circuit_breaker),
                     jetstream: OnceLock::new(),
                     event_streams: std::sync::Mutex::new(std::collections::HashSet::new()),
+                    streams,
                 }),
                 client_options,
             }),
@@ -107,6 +113,11 @@ impl Connection {
     /// The defaults clients made on this handle start from.
     pub fn client_options(&self) -> &ClientOptions {
         &self.inner.client_options
+    }
+
+    /// How natsgen creates streams over this connection (replicas, limits).
+    pub fn stream_settings(&self) -> &StreamSettings {
+        &self.inner.shared.streams
     }
 
     /// The circuit breaker settings of this connection.
@@ -279,7 +290,7 @@ pub async fn connect(urls: impl ServerUrls) -> Result<Connection, Error> {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ConnectOptions {
     options: async_nats::ConnectOptions,
     credentials_file: Option<PathBuf>,
@@ -288,13 +299,21 @@ pub struct ConnectOptions {
     /// Whether authentication was set through these options (then credentials in a URL are
     /// not used).
     explicit_auth: bool,
+    streams: StreamSettings,
 }
 
 impl ConnectOptions {
     /// Default options: no authentication, reconnect forever, the default circuit breaker
     /// ([`CircuitBreakerConfig::new`]), no retries unless a call asks.
     pub fn new() -> Self {
-        Self::default()
+        ConnectOptions {
+            options: async_nats::ConnectOptions::new().event_callback(log_event),
+            credentials_file: None,
+            circuit_breaker: CircuitBreakerConfig::default(),
+            client_options: ClientOptions::default(),
+            explicit_auth: false,
+            streams: StreamSettings::default(),
+        }
     }
 
     /// The circuit breaker of every service called over this connection (see
@@ -308,6 +327,14 @@ impl ConnectOptions {
     /// ```
     pub fn circuit_breaker(mut self, config: CircuitBreakerConfig) -> Self {
         self.circuit_breaker = config;
+        self
+    }
+
+    /// How natsgen creates the streams it needs (replicas and limits; see [`StreamSettings`]):
+    /// on a three-node cluster, `StreamSettings::new().replicas(3)` keeps every stored call,
+    /// event and dead letter through the loss of one node.
+    pub fn streams(mut self, settings: StreamSettings) -> Self {
+        self.streams = settings;
         self
     }
 
@@ -454,7 +481,39 @@ impl ConnectOptions {
                     .join(","),
                 source,
             })?;
-        Connection::from_parts(client, self.circuit_breaker, self.client_options)
+        Connection::from_parts(
+            client,
+            self.circuit_breaker,
+            self.client_options,
+            self.streams,
+        )
+    }
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Logs what happens to the connection (async-nats reports it through one callback; setting
+/// another with [`ConnectOptions::nats_options`] replaces this one). A slow consumer means a
+/// subscription's buffer overflowed and the client library dropped messages: natsgen's own
+/// subscriptions take their messages off as they come, so this points at a subscription of the
+/// user's, or at a process too busy to keep up.
+async fn log_event(event: async_nats::Event) {
+    match event {
+        async_nats::Event::SlowConsumer(subscription) => tracing::warn!(
+            subscription,
+            "slow consumer: NATS messages were dropped because a subscription's buffer was full"
+        ),
+        async_nats::Event::Connected => tracing::info!("connected to NATS"),
+        async_nats::Event::Disconnected => {
+            tracing::warn!("disconnected from NATS; reconnecting")
+        }
+        async_nats::Event::ServerError(error) => tracing::warn!(%error, "NATS server error"),
+        async_nats::Event::ClientError(error) => tracing::warn!(%error, "NATS client error"),
+        other => tracing::info!(event = %other, "NATS connection event"),
     }
 }
 

@@ -35,12 +35,25 @@ use std::time::Duration;
 /// assert_eq!(error.kind(), "internal");
 /// assert_eq!(error.code(), 500);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ServiceError {
     kind: Cow<'static, str>,
     code: u16,
     message: String,
     details: Option<serde_json::Value>,
+    /// Set by the runtime's own decoding of a message (params, an event payload, a wildcard
+    /// handler's topic): such a message is dead-lettered at once, while a `bad_request` a
+    /// handler returns is retried like any other failure. Not part of equality.
+    undecodable: bool,
+}
+
+impl PartialEq for ServiceError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+            && self.code == other.code
+            && self.message == other.message
+            && self.details == other.details
+    }
 }
 
 impl ServiceError {
@@ -64,6 +77,7 @@ impl ServiceError {
             code,
             message: message.into(),
             details: None,
+            undecodable: false,
         }
     }
 
@@ -128,6 +142,22 @@ impl ServiceError {
             504 | 408 => Self::DEADLINE_EXCEEDED,
             _ => Self::INTERNAL,
         }
+    }
+}
+
+impl ServiceError {
+    /// A `bad_request` for a message the runtime could not decode (see the `undecodable`
+    /// field).
+    pub(crate) fn undecodable(message: impl Into<String>) -> Self {
+        ServiceError {
+            undecodable: true,
+            ..Self::bad_request(message)
+        }
+    }
+
+    /// Whether the runtime failed to decode the message (as opposed to a handler's error).
+    pub(crate) fn is_undecodable(&self) -> bool {
+        self.undecodable
     }
 }
 

@@ -206,12 +206,27 @@ impl Publish {
         if let Some(ctx) = &publisher.context {
             headers::propagate(&mut map, ctx);
         }
+        crate::streams::leaves_dead_letter_room(
+            payload.len(),
+            &map,
+            publisher.connection.max_payload(),
+        )
+        .map_err(|reason| Error::Publish {
+            subject: subject.to_owned(),
+            reason,
+        })?;
         let js = publisher.connection.async_call_jetstream();
         // Once per connection and package: make sure the stream captures every declared topic
         // before the first publish, so no publish lands on a topic no stream captures (where a
         // core subscriber would take it in the stream's place and no PubAck would come).
         if !publisher.connection.event_stream_known(descriptor.package) {
-            ensure_event_stream(js, descriptor.package, descriptor.topics).await?;
+            ensure_event_stream(
+                js,
+                publisher.connection.stream_settings(),
+                descriptor.package,
+                descriptor.topics,
+            )
+            .await?;
             publisher
                 .connection
                 .remember_event_stream(descriptor.package);
@@ -240,7 +255,13 @@ impl Publish {
                             PublishErrorKind::StreamNotFound | PublishErrorKind::TimedOut
                         ) =>
                 {
-                    ensure_event_stream(js, descriptor.package, descriptor.topics).await?;
+                    ensure_event_stream(
+                        js,
+                        publisher.connection.stream_settings(),
+                        descriptor.package,
+                        descriptor.topics,
+                    )
+                    .await?;
                     retried = true;
                 }
                 Err(e) => {
@@ -261,8 +282,8 @@ pub fn encode_event<T: Serialize + ?Sized>(event: &T) -> Result<Bytes, Error> {
 
 /// Decodes an event payload; failure is `bad_request`.
 pub fn decode_event<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ServiceError> {
-    serde_json::from_slice(payload).map_err(|error| {
-        ServiceError::bad_request(format!(
+    crate::json::decode(payload).map_err(|error| {
+        ServiceError::undecodable(format!(
             "the event does not decode into its payload type: {error}"
         ))
     })
@@ -270,5 +291,5 @@ pub fn decode_event<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ServiceErr
 
 /// The error for an event on a subject a wildcard handler's enum does not know.
 pub fn unknown_topic(subject: &str) -> ServiceError {
-    ServiceError::bad_request(format!("no declared event matches subject {subject}"))
+    ServiceError::undecodable(format!("no declared event matches subject {subject}"))
 }

@@ -199,6 +199,7 @@ impl Host {
         let mut runtimes = Vec::with_capacity(services.len());
         let mut stops = Vec::new();
         let mut loops = Vec::new();
+        let mut watchers = Vec::new();
         for service in services {
             let descriptor = service.descriptor();
             let runtime = Arc::new(ServiceRuntime {
@@ -240,6 +241,7 @@ impl Host {
             for spawned in worker::serve(&runtime, &workers).await? {
                 stops.push(spawned.stop);
                 loops.push(spawned.task);
+                watchers.extend(spawned.watcher);
             }
             tracing::info!(
                 service = descriptor.name,
@@ -275,6 +277,7 @@ impl Host {
             runtimes,
             stops,
             loops,
+            watchers,
             in_flight,
             grace_period,
             discovery,
@@ -308,6 +311,8 @@ pub struct HostHandle {
     runtimes: Vec<Arc<ServiceRuntime>>,
     stops: Vec<oneshot::Sender<()>>,
     loops: Vec<JoinHandle<()>>,
+    /// The max-deliveries watchers of the pull consumers, stopped last.
+    watchers: Vec<worker::Watcher>,
     /// Closes when every endpoint loop and every handler task has ended.
     in_flight: mpsc::Receiver<()>,
     grace_period: Duration,
@@ -339,6 +344,7 @@ impl HostHandle {
             runtimes,
             stops,
             loops,
+            watchers,
             mut in_flight,
             grace_period,
             discovery,
@@ -369,6 +375,13 @@ impl HostHandle {
             // Give cancelled async and event handlers a moment to return their messages.
             let _ = abandon.send(true);
             let _ = tokio::time::timeout(NAK_TIMEOUT, in_flight.recv()).await;
+        }
+        // The last naks may have made a message reach its max_deliver: once the server has
+        // processed them (a round trip), its advisory has arrived, and the watchers dead-letter
+        // such messages before they stop.
+        if !watchers.is_empty() {
+            let _ = tokio::time::timeout(CONFIRM_TIMEOUT, round_trip(connection.nats())).await;
+            worker::Watcher::stop_all(watchers).await;
         }
         // Listed until the last handler finished; the round trip below has the server process
         // the unsubscriptions (and deliver the last replies) before shutdown returns.
@@ -437,8 +450,9 @@ pub(crate) struct ServiceRuntime {
     /// The handler slots (`max_concurrency`), shared by RPC, async and event work.
     pub(crate) permits: Arc<Semaphore>,
     max_concurrency: usize,
-    queued: AtomicUsize,
-    max_queue: usize,
+    /// Requests and best-effort events waiting for a handler slot.
+    pub(crate) queued: AtomicUsize,
+    pub(crate) max_queue: usize,
     /// Per-endpoint counters, indexed like `descriptor.endpoints`; `$SRV.STATS` reads them.
     pub(crate) stats: Arc<ServiceStats>,
 }

@@ -3,6 +3,12 @@
 //! Values are serialized straight into the bytes that are sent, through [`Finite`], a thin
 //! serializer wrapper that turns a non-finite `f32`/`f64` into an error (serde_json would write
 //! `null`, silently changing the value). Replies are decoded in one pass by [`Reply`].
+//!
+//! Everything that arrives (params, event payloads, replies, error details) is decoded through
+//! [`checked::Checked`], the mirror of [`Finite`]: a number that does not fit an `f32` field is a
+//! decode error instead of `inf`.
+
+mod checked;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -25,11 +31,16 @@ pub fn decode_params<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ServiceEr
     } else {
         payload
     };
-    serde_json::from_slice(payload).map_err(|error| {
-        ServiceError::bad_request(format!(
+    decode(payload).map_err(|error| {
+        ServiceError::undecodable(format!(
             "the request body does not decode into the method's params: {error}"
         ))
     })
+}
+
+/// Decodes a JSON body from the wire (a whole document), checked: see [`checked`].
+pub(crate) fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, serde_json::Error> {
+    checked::from_slice(payload)
 }
 
 /// Encodes the params object of a request.
@@ -93,7 +104,7 @@ pub fn declared_error_without_details(kind: &'static str, message: &str) -> Serv
 /// Decodes the details of an error reply; missing details decode as `{}`.
 pub fn decode_details<D: DeserializeOwned>(error: &ServiceError) -> Result<D, serde_json::Error> {
     match error.details() {
-        Some(details) => D::deserialize(details),
+        Some(details) => D::deserialize(checked::Checked(details)),
         None => D::deserialize(&serde_json::Value::Object(serde_json::Map::new())),
     }
 }
@@ -668,5 +679,307 @@ mod tests {
             &body[..],
             br#"{"error":{"kind":"Declined","message":"Declined","details":{"reason":"r"}}}"#
         );
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Color {
+        Red,
+        Green,
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    enum Shape {
+        Circle(f32),
+        Pair(f32, f32),
+        Rect { w: f32, h: f32 },
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Floats {
+        one: f32,
+        #[serde(default)]
+        list: Vec<f32>,
+        #[serde(default)]
+        map: BTreeMap<String, f32>,
+        #[serde(default)]
+        optional: Option<f32>,
+        #[serde(default)]
+        nested: Option<Box<Floats>>,
+        #[serde(default)]
+        lists: Vec<Vec<Option<f32>>>,
+        #[serde(default)]
+        shape: Option<Shape>,
+        #[serde(default)]
+        wide: f64,
+    }
+
+    fn bad_request(body: &str) -> ServiceError {
+        let error = decode_params::<Floats>(body.as_bytes()).unwrap_err();
+        assert_eq!(error.code(), 400, "{body}: {error}");
+        assert_eq!(error.kind(), "bad_request", "{body}");
+        error
+    }
+
+    #[test]
+    fn f32_out_of_range_is_a_bad_request_anywhere() {
+        for body in [
+            r#"{"one": 1e39}"#,
+            r#"{"one": -1e39}"#,
+            r#"{"one": 3.5e38}"#,
+            r#"{"one": 1, "list": [1, 1e39]}"#,
+            r#"{"one": 1, "map": {"a": 1, "b": -1e300}}"#,
+            r#"{"one": 1, "optional": 1e39}"#,
+            r#"{"one": 1, "nested": {"one": 1e39}}"#,
+            r#"{"one": 1, "nested": {"one": 1, "map": {"x": 1e39}}}"#,
+            r#"{"one": 1, "lists": [[1, null], [null, 1e39]]}"#,
+            r#"{"one": 1, "shape": {"Circle": 1e39}}"#,
+            r#"{"one": 1, "shape": {"Pair": [1, 1e39]}}"#,
+            r#"{"one": 1, "shape": {"Rect": {"w": 1, "h": 1e39}}}"#,
+        ] {
+            let error = bad_request(body);
+            assert!(
+                error.message().contains("within the range of f32"),
+                "{body}: {error}"
+            );
+        }
+        // The largest f32, written as JSON numbers that round to it, and anything in f64's range
+        // for an f64 field, still decode.
+        for body in [
+            r#"{"one": 3.4028235e38}"#,
+            r#"{"one": -3.4028235e38}"#,
+            r#"{"one": 3.40282356e38}"#,
+            r#"{"one": 1e-50}"#,
+            r#"{"one": 18446744073709551615}"#,
+            r#"{"one": -9223372036854775808}"#,
+            r#"{"one": 0, "wide": 1e308}"#,
+        ] {
+            let floats = decode_params::<Floats>(body.as_bytes()).unwrap();
+            assert!(floats.one.is_finite(), "{body}");
+        }
+        let floats = decode_params::<Floats>(br#"{"one": 3.40282356e38}"#).unwrap();
+        assert_eq!(floats.one, f32::MAX);
+        // Event payloads decode the same way.
+        let error = crate::codegen::decode_event::<Floats>(br#"{"one": 1e39}"#).unwrap_err();
+        assert_eq!(error.kind(), "bad_request");
+    }
+
+    #[test]
+    fn other_numbers_out_of_range_are_bad_requests() {
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Ints {
+            a: i32,
+            b: u32,
+            c: i64,
+            d: u64,
+            e: f64,
+        }
+        let ok = r#"{"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}"#;
+        decode_params::<Ints>(ok.as_bytes()).unwrap();
+        for (field, value) in [
+            ("a", "2147483648"),
+            ("a", "-2147483649"),
+            ("a", "1.5"),
+            ("b", "-1"),
+            ("b", "4294967296"),
+            ("c", "9223372036854775808"),
+            ("c", "1e3"),
+            ("d", "-1"),
+            ("d", "18446744073709551616"),
+            ("e", "1e309"),
+            ("e", "-1e400"),
+            ("e", "NaN"),
+            ("e", "Infinity"),
+            ("e", "\"NaN\""),
+        ] {
+            let body = ok.replace(&format!("\"{field}\": 1"), &format!("\"{field}\": {value}"));
+            let error = decode_params::<Ints>(body.as_bytes()).unwrap_err();
+            assert_eq!(error.kind(), "bad_request", "{body}");
+        }
+    }
+
+    #[test]
+    fn strings_with_a_form_are_bad_requests_when_malformed() {
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Typed {
+            id: uuid::Uuid,
+            data: crate::Binary,
+            at: crate::Timestamp,
+            color: Color,
+        }
+        let ok = r#"{"id": "67e55044-10b1-426f-9247-bb680e5fe0c8", "data": "AQID",
+            "at": "2026-01-02T03:04:05Z", "color": "red"}"#;
+        let typed = decode_params::<Typed>(ok.as_bytes()).unwrap();
+        assert_eq!(typed.color, Color::Red);
+        assert_eq!(&typed.data[..], &[1, 2, 3]);
+        for (from, to) in [
+            ("67e55044-10b1-426f-9247-bb680e5fe0c8", "67e55044"),
+            (
+                "67e55044-10b1-426f-9247-bb680e5fe0c8",
+                "zze55044-10b1-426f-9247-bb680e5fe0c8",
+            ),
+            ("\"AQID\"", "\"AQI\""),
+            ("\"AQID\"", "\"A*ID\""),
+            ("\"AQID\"", "[1,2,3]"),
+            ("2026-01-02T03:04:05Z", "9999-12-31T23:59:59-00:01"),
+            ("2026-01-02T03:04:05Z", "0000-01-01T00:00:00+00:01"),
+            ("2026-01-02T03:04:05Z", "2026-01-02"),
+            ("\"red\"", "\"purple\""),
+            ("\"red\"", "\"Red\""),
+            ("\"red\"", "1"),
+        ] {
+            let body = ok.replace(from, to);
+            assert_ne!(body, ok);
+            let error = decode_params::<Typed>(body.as_bytes()).unwrap_err();
+            assert_eq!(error.kind(), "bad_request", "{body}");
+        }
+        let body = ok.replace("2026-01-02T03:04:05Z", "9999-12-31T23:59:59-00:01");
+        let error = decode_params::<Typed>(body.as_bytes()).unwrap_err();
+        assert!(error.message().contains("out of range"), "{error}");
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Node {
+        #[serde(default)]
+        next: Option<Box<Node>>,
+        #[serde(default)]
+        any: Option<serde_json::Value>,
+        #[serde(default)]
+        list: Vec<Node>,
+    }
+
+    /// Decodes on a thread with tokio's default worker stack (2 MiB), where handlers run.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn deep_nesting_is_a_bad_request_not_a_stack_overflow() {
+        let depth = 100_000;
+        let deep_struct = format!("{}{{}}{}", r#"{"next":"#.repeat(depth), "}".repeat(depth));
+        let deep_list = format!("{}{}", r#"{"list":["#.repeat(depth), "]}".repeat(depth));
+        let deep_value = format!(r#"{{"any":{}1{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        let deep_map = format!(
+            r#"{{"any":{}1{}}}"#,
+            r#"{"a":"#.repeat(depth),
+            "}".repeat(depth)
+        );
+        for body in [deep_struct, deep_list, deep_value, deep_map] {
+            let error = on_small_stack(move || decode_params::<Node>(body.as_bytes())).unwrap_err();
+            assert_eq!(error.kind(), "bad_request");
+            assert!(error.message().contains("recursion limit"), "{error}");
+        }
+        // Nesting just inside the limit decodes, on the same stack.
+        let depth = 120;
+        let body = format!("{}{{}}{}", r#"{"next":"#.repeat(depth), "}".repeat(depth));
+        let node = on_small_stack(move || decode_params::<Node>(body.as_bytes())).unwrap();
+        assert!(node.next.is_some());
+        let body = format!("{}{{}}{}", r#"{"list":["#.repeat(60), "]}".repeat(60));
+        on_small_stack(move || decode_params::<Node>(body.as_bytes())).unwrap();
+        // Replies go through the same limit.
+        let body = format!(
+            r#"{{"result":{}{{}}{}}}"#,
+            r#"{"next":"#.repeat(depth * 10),
+            "}".repeat(depth * 10)
+        );
+        let error = on_small_stack(move || decode::<Reply<Node>>(body.as_bytes()).err()).unwrap();
+        assert!(error.to_string().contains("recursion limit"), "{error}");
+    }
+
+    #[test]
+    fn long_strings_and_odd_bodies_decode_or_fail_cleanly() {
+        #[derive(Deserialize, Debug)]
+        struct Text {
+            text: String,
+        }
+        let long = "é".repeat(1 << 20);
+        let body = format!(r#"{{"text":"{long}"}}"#);
+        assert_eq!(decode_params::<Text>(body.as_bytes()).unwrap().text, long);
+        for body in [
+            &b"{\"text\":\"\xff\"}"[..],
+            b"{\"text\":\"\\ud800\"}",
+            b"{\"text\":\"a\"} {}",
+            b"{\"text\":\"a\"",
+            b"[]",
+            b"null",
+            b"\x00",
+            b"{\"text\":\"a\",\"text\":\"b\"}",
+        ] {
+            let error = decode_params::<Text>(body).unwrap_err();
+            assert_eq!(error.kind(), "bad_request", "{body:?}");
+        }
+    }
+
+    #[test]
+    fn replies_are_checked() {
+        let error = decode::<Reply<f32>>(br#"{"result": 1e39}"#).err().unwrap();
+        assert!(error.to_string().contains("range of f32"), "{error}");
+        let error =
+            decode::<Reply<Vec<crate::Timestamp>>>(br#"{"result": ["9999-12-31T23:59:59-00:01"]}"#)
+                .err()
+                .unwrap();
+        assert!(error.to_string().contains("out of range"), "{error}");
+        let reply = decode::<Reply<Option<f32>>>(br#"{"result": 1.5}"#).unwrap();
+        assert!(matches!(reply, Reply::Result(Some(v)) if v == 1.5));
+        // An error reply's details are not decoded into the result type.
+        let reply =
+            decode::<Reply<f32>>(br#"{"error": {"kind": "E", "details": {"x": 1e39}}}"#).unwrap();
+        assert!(matches!(reply, Reply::Error(_)));
+    }
+
+    #[test]
+    fn details_are_checked() {
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Details {
+            limit: f32,
+            at: Option<crate::Timestamp>,
+        }
+        let error =
+            ServiceError::new("E", 422, "m").with_details(serde_json::json!({"limit": 1e39}));
+        assert!(decode_details::<Details>(&error).is_err());
+        let error = ServiceError::new("E", 422, "m")
+            .with_details(serde_json::json!({"limit": 1, "at": "9999-12-31T23:59:59-00:01"}));
+        assert!(decode_details::<Details>(&error).is_err());
+        let error =
+            ServiceError::new("E", 422, "m").with_details(serde_json::json!({"limit": 2.5}));
+        assert_eq!(decode_details::<Details>(&error).unwrap().limit, 2.5);
+    }
+
+    #[test]
+    fn hostile_error_replies_decode_to_errors() {
+        for (body, code) in [
+            (&br#"{"error": {"kind": 5, "message": []}}"#[..], None),
+            (br#"{"error": {"details": [1, {"a": null}]}}"#, Some(0)),
+            (br#"{"error": null}"#, Some(u16::MAX)),
+            (br#"{"error": 1e999}"#, None),
+            (br#"{"error": {"kind": "", "message": ""}}"#, None),
+        ] {
+            match decode::<Reply<u32>>(body) {
+                Ok(Reply::Error(error)) => {
+                    let error = error.into_service_error(code);
+                    assert!(error.code() == code.unwrap_or(error.code()));
+                }
+                Ok(_) => panic!("{body:?}"),
+                Err(_) => {}
+            }
+        }
+        let details = format!(
+            r#"{{"error": {{"kind": "k", "details": "{}"}}}}"#,
+            "x".repeat(1 << 20)
+        );
+        let Ok(Reply::Error(error)) = decode::<Reply<u32>>(details.as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(error.into_service_error(None).code(), 422);
     }
 }

@@ -49,6 +49,7 @@ pub use host::{
     Host, HostHandle, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUE,
 };
 pub use resilience::{CallRetry, CircuitBreakerConfig, CircuitState, ClientOptions};
+pub use streams::StreamSettings;
 pub use types::{Binary, Timestamp};
 
 /// Includes the code `natsgen-build` generated for a schema package into the current module.

@@ -8,6 +8,7 @@ use std::ops::{Deref, DerefMut};
 use base64::Engine as _;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use time::format_description::well_known::Rfc3339;
+use time::macros::datetime;
 use time::{OffsetDateTime, UtcOffset};
 
 /// The schema type `bytes`: raw bytes, standard base64 (with padding) in JSON.
@@ -102,6 +103,11 @@ impl<'de> Deserialize<'de> for Binary {
 /// The schema type `timestamp`: a point in time, an RFC 3339 string in UTC in JSON
 /// (`"2026-01-02T03:04:05.123Z"`). Input in any offset is accepted and converted to UTC.
 ///
+/// A `Timestamp` always lies between [`Timestamp::MIN`] and [`Timestamp::MAX`] (the years 0000 to
+/// 9999 in UTC, what RFC 3339 can write), so every one can be sent. Input outside that range, such
+/// as `"9999-12-31T23:59:59-00:01"` (a minute into the year 10000 in UTC), does not decode: a
+/// request carrying it is a `bad_request`.
+///
 /// ```
 /// let t = natsgen::Timestamp::now();
 /// let json = serde_json::to_string(&t).unwrap();
@@ -111,9 +117,24 @@ impl<'de> Deserialize<'de> for Binary {
 pub struct Timestamp(OffsetDateTime);
 
 impl Timestamp {
+    /// The earliest timestamp, `0000-01-01T00:00:00Z`.
+    pub const MIN: Timestamp = Timestamp(datetime!(0000-01-01 00:00:00 UTC));
+
+    /// The latest timestamp, `9999-12-31T23:59:59.999999999Z`.
+    pub const MAX: Timestamp = Timestamp(datetime!(9999-12-31 23:59:59.999_999_999 UTC));
+
     /// The current time.
     pub fn now() -> Self {
-        Timestamp(OffsetDateTime::now_utc())
+        Timestamp::saturating(OffsetDateTime::now_utc())
+    }
+
+    /// The time, converted to UTC, or `None` when that falls outside [`Timestamp::MIN`] ..=
+    /// [`Timestamp::MAX`]. (`From<OffsetDateTime>` saturates instead.)
+    pub fn from_offset_date_time(t: OffsetDateTime) -> Option<Self> {
+        let utc = t.checked_to_offset(UtcOffset::UTC)?;
+        (Self::MIN.0..=Self::MAX.0)
+            .contains(&utc)
+            .then_some(Timestamp(utc))
     }
 
     /// The time as a `time::OffsetDateTime` in UTC.
@@ -121,11 +142,12 @@ impl Timestamp {
         self.0
     }
 
-    /// Seconds since the Unix epoch, or `None` when out of range.
+    /// Seconds since the Unix epoch, or `None` when out of range (see [`Timestamp::MIN`] and
+    /// [`Timestamp::MAX`]).
     pub fn from_unix_seconds(seconds: i64) -> Option<Self> {
         OffsetDateTime::from_unix_timestamp(seconds)
             .ok()
-            .map(Timestamp)
+            .and_then(Self::from_offset_date_time)
     }
 
     /// Seconds since the Unix epoch.
@@ -139,17 +161,43 @@ impl Timestamp {
             .format(&Rfc3339)
             .unwrap_or_else(|_| self.0.to_string())
     }
-}
 
-impl From<OffsetDateTime> for Timestamp {
-    fn from(t: OffsetDateTime) -> Self {
-        Timestamp(t.to_offset(UtcOffset::UTC))
+    /// The time in UTC, clamped to [`Timestamp::MIN`] ..= [`Timestamp::MAX`].
+    fn saturating(t: OffsetDateTime) -> Self {
+        match t.checked_to_offset(UtcOffset::UTC) {
+            Some(utc) => Timestamp(utc.clamp(Self::MIN.0, Self::MAX.0)),
+            // Only a value at the very edge of what `time` holds overflows on the way to UTC.
+            None if t.year() > 0 => Self::MAX,
+            None => Self::MIN,
+        }
     }
 }
 
+/// Converts to UTC. A time outside [`Timestamp::MIN`] ..= [`Timestamp::MAX`] saturates to the
+/// nearer bound (this conversion never panics); [`Timestamp::from_offset_date_time`] is the checked
+/// form.
+impl From<OffsetDateTime> for Timestamp {
+    fn from(t: OffsetDateTime) -> Self {
+        Timestamp::saturating(t)
+    }
+}
+
+/// A time outside [`Timestamp::MIN`] ..= [`Timestamp::MAX`] saturates to the nearer bound (this
+/// conversion never panics).
 impl From<std::time::SystemTime> for Timestamp {
     fn from(t: std::time::SystemTime) -> Self {
-        Timestamp(OffsetDateTime::from(t))
+        // Any `Duration` fits in an i128 of nanoseconds (at most 2^64 seconds).
+        let nanos = match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+            Err(before) => i128::try_from(before.duration().as_nanos())
+                .map(|nanos| -nanos)
+                .unwrap_or(i128::MIN),
+        };
+        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+            Ok(t) => Timestamp::saturating(t),
+            Err(_) if nanos > 0 => Timestamp::MAX,
+            Err(_) => Timestamp::MIN,
+        }
     }
 }
 
@@ -181,9 +229,14 @@ impl<'de> Deserialize<'de> for Timestamp {
                 f.write_str("an RFC 3339 timestamp")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Timestamp, E> {
-                OffsetDateTime::parse(v, &Rfc3339)
-                    .map(Timestamp::from)
-                    .map_err(|e| E::custom(format_args!("invalid RFC 3339 timestamp: {e}")))
+                let t = OffsetDateTime::parse(v, &Rfc3339)
+                    .map_err(|e| E::custom(format_args!("invalid RFC 3339 timestamp: {e}")))?;
+                Timestamp::from_offset_date_time(t).ok_or_else(|| {
+                    E::custom(format_args!(
+                        "timestamp {v:?} is out of range: in UTC it must lie between \
+                         0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z"
+                    ))
+                })
             }
         }
         deserializer.deserialize_str(V)
@@ -212,5 +265,106 @@ mod tests {
             "\"2026-01-02T03:04:05Z\""
         );
         assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
+    }
+
+    #[test]
+    fn timestamps_outside_rfc3339_in_utc_do_not_decode() {
+        for text in [
+            "9999-12-31T23:59:59-00:01",
+            "9999-12-31T23:59:59-23:59",
+            "0000-01-01T00:00:00+00:01",
+            "0000-01-01T00:00:00+23:59",
+        ] {
+            let error = serde_json::from_str::<Timestamp>(&format!("\"{text}\"")).unwrap_err();
+            assert!(
+                error.to_string().contains("out of range"),
+                "{text}: {error}"
+            );
+        }
+        for (text, utc) in [
+            ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59Z"),
+            (
+                "9999-12-31T23:59:59.999999999Z",
+                "9999-12-31T23:59:59.999999999Z",
+            ),
+            ("9999-12-31T23:59:59+00:01", "9999-12-31T23:58:59Z"),
+            ("0000-01-01T00:00:00Z", "0000-01-01T00:00:00Z"),
+            ("0000-01-01T00:00:00-00:01", "0000-01-01T00:01:00Z"),
+        ] {
+            let t: Timestamp = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+            assert_eq!(t.to_rfc3339(), utc);
+            // Every timestamp that decodes encodes again.
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{utc}\""));
+        }
+        for text in [
+            "",
+            "9999-12-31T23:59:60-00:01",
+            "10000-01-01T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01T00:00:00+99:00",
+        ] {
+            assert!(serde_json::from_str::<Timestamp>(&format!("\"{text}\"")).is_err());
+        }
+    }
+
+    #[test]
+    fn conversions_saturate_or_say_none() {
+        use time::macros::{datetime, offset};
+        let past_max = datetime!(9999-12-31 23:59:59).assume_offset(offset!(-00:01));
+        assert_eq!(Timestamp::from_offset_date_time(past_max), None);
+        assert_eq!(Timestamp::from(past_max), Timestamp::MAX);
+        let before_min = datetime!(0000-01-01 00:00).assume_offset(offset!(+00:01));
+        assert_eq!(Timestamp::from_offset_date_time(before_min), None);
+        assert_eq!(Timestamp::from(before_min), Timestamp::MIN);
+        // At the edges of what `time` holds, the conversion to UTC itself overflows.
+        let edge = OffsetDateTime::new_in_offset(time::Date::MAX, time::Time::MAX, offset!(-23:59));
+        assert!(edge.checked_to_offset(UtcOffset::UTC).is_none());
+        assert_eq!(Timestamp::from(edge), Timestamp::MAX);
+        let edge =
+            OffsetDateTime::new_in_offset(time::Date::MIN, time::Time::MIDNIGHT, offset!(+23:59));
+        assert!(edge.checked_to_offset(UtcOffset::UTC).is_none());
+        assert_eq!(Timestamp::from(edge), Timestamp::MIN);
+        let inside = datetime!(2026-01-02 05:04:05 +02:00);
+        assert_eq!(
+            Timestamp::from_offset_date_time(inside)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-01-02T03:04:05Z"
+        );
+        assert_eq!(Timestamp::from(inside).to_rfc3339(), "2026-01-02T03:04:05Z");
+
+        let far = std::time::Duration::from_secs(u64::MAX);
+        let future = std::time::UNIX_EPOCH.checked_add(far / 4);
+        if let Some(future) = future {
+            assert_eq!(Timestamp::from(future), Timestamp::MAX);
+        }
+        if let Some(past) = std::time::UNIX_EPOCH.checked_sub(far / 4) {
+            assert_eq!(Timestamp::from(past), Timestamp::MIN);
+        }
+        let now = Timestamp::from(std::time::SystemTime::now());
+        assert!(now > Timestamp::MIN && now < Timestamp::MAX);
+
+        assert_eq!(
+            Timestamp::from_unix_seconds(0).unwrap().to_rfc3339(),
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            Timestamp::from_unix_seconds(Timestamp::MAX.unix_seconds() + 1),
+            None
+        );
+        assert_eq!(
+            Timestamp::from_unix_seconds(Timestamp::MIN.unix_seconds() - 1),
+            None
+        );
+        assert_eq!(Timestamp::from_unix_seconds(i64::MAX), None);
+        assert_eq!(Timestamp::from_unix_seconds(i64::MIN), None);
+        assert_eq!(
+            serde_json::to_string(&Timestamp::MIN).unwrap(),
+            "\"0000-01-01T00:00:00Z\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Timestamp::MAX).unwrap(),
+            "\"9999-12-31T23:59:59.999999999Z\""
+        );
     }
 }

@@ -31,17 +31,21 @@
 //!
 //! 1. Async calls: the method is found by the subject. An unknown method is dead-lettered at
 //!    once (`unknown_method`).
-//! 2. A message delivered more often than the endpoint's `max_attempts` — its last allowed
-//!    attempt did not complete because its worker crashed or was stopped (or dead-lettering its
-//!    failure failed) — is dead-lettered without running (`abandoned`).
+//! 2. The attempt number is JetStream's delivery count less the deliveries a shutdown returned
+//!    (noted in the KV bucket `NATSGEN_STATE`, read on redeliveries only).
+//!    A message past the endpoint's `max_attempts` — its last allowed attempt did not complete
+//!    because its worker crashed (or dead-lettering its failure failed) — is dead-lettered without
+//!    running (`abandoned`).
 //! 3. The handler runs with a [`Context`] built from the headers: call id, caller chain and
 //!    `traceparent` as for RPC, no deadline (async calls and events have none), the message
 //!    subject, [`Context::attempt`] and [`Context::message_id`]. While it runs, an in-progress
 //!    ack goes out every third of the ack wait, so a slow handler never loses its message.
 //! 4. Success: the message is acked, and the server's confirmation awaited (AckSync).
-//!    `bad_request` (the body does not decode into the params or the event payload): dead-lettered
-//!    at once (`undecodable`), no retry. Any other error, or a panic: if attempts remain, a nak
-//!    with the schema's backoff as its delay; after the last one, dead-lettered (`failed`).
+//!    A body the runtime cannot decode into the params or the event payload (or a topic a
+//!    wildcard handler's enum does not know): dead-lettered at once (`undecodable`), no retry.
+//!    Any error the handler returns (a `bad_request` of its own included), or a panic: if
+//!    attempts remain, a nak with the schema's backoff as its delay; after the last one,
+//!    dead-lettered (`failed`).
 //! 5. Dead-lettering publishes the message with its error to `natsgen.dlq.<service>.<endpoint>`
 //!    and awaits the PubAck, then acks it, logging at error level. If that publish fails, the
 //!    message is nak'd with the backoff instead and dead-lettered when it comes back.
@@ -53,19 +57,32 @@
 //! # Shutdown
 //!
 //! On [`HostHandle::shutdown`](crate::HostHandle::shutdown) a loop stops pulling: it drains its
-//! inbox subscription and naks (without delay) whatever arrived but has not started — such a
-//! delivery still counts as an attempt. Running handlers finish within the grace period and are
-//! acked or nak'd as usual; a handler still running when it ends is cancelled and its message
-//! nak'd, so another instance takes it over at once.
+//! inbox subscription and naks (without delay) whatever arrived but has not started. Running
+//! handlers finish within the grace period and are acked or nak'd as usual; a handler still
+//! running when it ends is cancelled and its message nak'd, so another instance takes it over at
+//! once. Such returned deliveries are noted first, so they do not count as attempts.
+//!
+//! # The max-deliver backstop
+//!
+//! Each consumer's `max_deliver` is its endpoints' largest `max_attempts` plus
+//! [`streams::REDELIVERY_ALLOWANCE`], so no message is delivered forever. A message that reaches
+//! it without being handled (every delivery lost to crashes, or one the client library cannot
+//! read at all) is dead-lettered by a path that does not need the worker to see it: the host
+//! listens for the server's max-deliveries advisory of its consumers (one instance per service,
+//! through a queue group), reads the message through the stream's message-get API (which returns
+//! the header block as data; unreadable header lines are left out), and stores its letter
+//! (`undeliverable`); a work-queue call is then deleted from its stream.
 //!
 //! # Best-effort events
 //!
 //! `delivery: best_effort` handlers subscribe with core NATS to their topic or pattern, in queue
-//! group `<service>_<handler>` (`mode: broadcast`: no queue group). A message waits in the
-//! subscription until a handler slot is free. Failures are logged, not retried; events published
-//! while no instance runs are lost.
+//! group `<service>_<handler>` (`mode: broadcast`: no queue group). An event waits for a free
+//! handler slot in the service's bounded queue (`max_queue`, shared with RPC); beyond it, it is
+//! dropped with a warning and counted as `busy` in the stats, so memory stays bounded. Failures
+//! are logged, not retried; events published while no instance runs are lost.
 
 use std::pin::pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,6 +112,8 @@ const PULL_GRACE: Duration = Duration::from_secs(5);
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed pull before the next one.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// How long a stopping watcher waits for the advisories the naks of a shutdown may cause.
+const SHUTDOWN_ADVISORY_WINDOW: Duration = Duration::from_millis(300);
 /// The most messages one pull asks for.
 const MAX_BATCH: usize = 256;
 /// The shortest ack wait accepted (in-progress acks go out every third of it).
@@ -112,6 +131,8 @@ const DLQ_ERROR_KIND: HeaderName = HeaderName::from_static(streams::DLQ_ERROR_KI
 const DLQ_ERROR_CODE: HeaderName = HeaderName::from_static(streams::DLQ_ERROR_CODE);
 const DLQ_ERROR_MESSAGE: HeaderName = HeaderName::from_static(streams::DLQ_ERROR_MESSAGE);
 const DLQ_MSG_ID: HeaderName = HeaderName::from_static(streams::DLQ_MSG_ID);
+const DLQ_TRUNCATED: HeaderName = HeaderName::from_static(streams::DLQ_TRUNCATED);
+const DLQ_HEADERS_DROPPED: HeaderName = HeaderName::from_static(streams::DLQ_HEADERS_DROPPED);
 
 /// What every worker of a host shares.
 #[derive(Debug)]
@@ -131,6 +152,35 @@ pub(crate) struct Spawned {
     /// Sending (or dropping) it stops the loop.
     pub(crate) stop: oneshot::Sender<()>,
     pub(crate) task: JoinHandle<()>,
+    /// A pull consumer's max-deliveries watcher: it outlives the loop and the handlers, since
+    /// the naks of a shutdown can be what makes a message reach its `max_deliver`.
+    pub(crate) watcher: Option<Watcher>,
+}
+
+/// A max-deliveries watcher (see [`watch_max_deliveries`]).
+#[derive(Debug)]
+pub(crate) struct Watcher {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Watcher {
+    /// Stops the watchers, each once it has handled the advisories already received.
+    pub(crate) async fn stop_all(watchers: Vec<Watcher>) {
+        let mut tasks = Vec::with_capacity(watchers.len());
+        for watcher in watchers {
+            let _ = watcher.stop.send(());
+            tasks.push(watcher.task);
+        }
+        for task in tasks {
+            if tokio::time::timeout(CONFIRM_TIMEOUT * 2, task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a max-deliveries watcher did not stop in time");
+            }
+        }
+    }
 }
 
 /// Starts the async consumer (when the service has async methods) and one consumer or
@@ -195,7 +245,14 @@ struct Lane {
     /// The dead-letter subject of every endpoint, indexed like the descriptor's endpoints.
     dlq_subjects: Vec<Subject>,
     abandon: watch::Receiver<bool>,
-    _guard: mpsc::Sender<()>,
+    /// The consumer's current name (a broadcast handler's ephemeral consumer gets a new one when
+    /// it is recreated); max-deliveries advisories of other consumers are not this lane's.
+    consumer_name: std::sync::Mutex<String>,
+    /// Deliveries returned by shutdowns, per message (see [`Lane::record_return`]).
+    returns: jetstream::kv::Store,
+    /// Set once this lane returned a delivery at shutdown: its watcher then waits a moment for
+    /// the advisory such a nak may cause.
+    returned_any: std::sync::atomic::AtomicBool,
 }
 
 impl Lane {
@@ -218,6 +275,75 @@ impl Lane {
         }
     }
 
+    /// Notes that this delivery of a message was returned by a shutdown (not started, or
+    /// cancelled after the grace period), so it does not count as an attempt. Before the nak: if
+    /// noting fails, the delivery counts as an attempt after all (logged).
+    async fn record_return(&self, info: &AckInfo<'_>) {
+        self.returned_any
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let returned = self.returns_of(info).await + 1;
+        let put = self
+            .returns
+            .put(returns_key(info), Bytes::from(returned.to_string()));
+        if !matches!(tokio::time::timeout(CONFIRM_TIMEOUT, put).await, Ok(Ok(_))) {
+            tracing::warn!(
+                sequence = info.stream_sequence,
+                "could not note a delivery returned at shutdown; it counts as an attempt"
+            );
+        }
+    }
+
+    /// How many deliveries of a message shutdowns returned (0 when unknown).
+    async fn returns_of(&self, info: &AckInfo<'_>) -> u32 {
+        let get = self.returns.get(returns_key(info));
+        match tokio::time::timeout(CONFIRM_TIMEOUT, get).await {
+            Ok(Ok(Some(value))) => std::str::from_utf8(&value)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .unwrap_or(0),
+            Ok(Ok(None)) => 0,
+            _ => {
+                tracing::warn!(
+                    sequence = info.stream_sequence,
+                    "could not read the deliveries returned at shutdown; counting none"
+                );
+                0
+            }
+        }
+    }
+
+    /// Drops the note of a message handled for good.
+    async fn forget_returns(&self, info: &AckInfo<'_>) {
+        let purge = self.returns.purge(returns_key(info));
+        if !matches!(
+            tokio::time::timeout(CONFIRM_TIMEOUT, purge).await,
+            Ok(Ok(()))
+        ) {
+            tracing::debug!("could not drop a returns note; it expires by itself");
+        }
+    }
+
+    fn settings(&self) -> &streams::StreamSettings {
+        self.runtime.connection.stream_settings()
+    }
+
+    /// The consumer's `max_deliver`: its endpoints' largest `max_attempts` plus
+    /// [`streams::REDELIVERY_ALLOWANCE`], a finite backstop so no message is delivered forever.
+    fn max_deliver(&self) -> i64 {
+        let endpoints = self.runtime.descriptor.endpoints.iter();
+        let attempts = match self.source {
+            Source::Async => endpoints
+                .filter(|endpoint| endpoint.kind == EndpointKind::Async)
+                .map(|endpoint| endpoint.retry.max_attempts)
+                .max()
+                .unwrap_or(1),
+            Source::Shared { endpoint, .. } | Source::Broadcast { endpoint, .. } => {
+                endpoint.retry.max_attempts
+            }
+        };
+        i64::from(attempts.max(1)) + i64::from(streams::REDELIVERY_ALLOWANCE)
+    }
+
     /// Makes sure the stream and the consumer exist (creating or updating them), and returns the
     /// consumer.
     async fn setup(&self) -> Result<PullConsumer, Error> {
@@ -226,17 +352,24 @@ impl Lane {
         let common = pull::Config {
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.ack_wait,
-            max_deliver: -1,
+            max_deliver: self.max_deliver(),
             ..Default::default()
         };
         if !matches!(self.source, Source::Async) && !descriptor.topics.is_empty() {
             // The package's stream captures all its declared topics, not only those handled
             // here, so a publish of any of them finds a stream.
-            streams::ensure_event_stream(&self.js, descriptor.package, descriptor.topics).await?;
+            streams::ensure_event_stream(
+                &self.js,
+                self.settings(),
+                descriptor.package,
+                descriptor.topics,
+            )
+            .await?;
         }
         let (stream, config) = match self.source {
             Source::Async => {
-                let stream = streams::ensure_async_stream(&self.js, service).await?;
+                let stream =
+                    streams::ensure_async_stream(&self.js, self.settings(), service).await?;
                 let config = pull::Config {
                     durable_name: Some(streams::async_consumer_name(service)),
                     description: Some(format!("natsgen: async calls of {service}")),
@@ -247,9 +380,13 @@ impl Lane {
                 (stream, config)
             }
             Source::Shared { endpoint, .. } => {
-                let stream =
-                    streams::ensure_handler_stream(&self.js, descriptor.package, endpoint.subject)
-                        .await?;
+                let stream = streams::ensure_handler_stream(
+                    &self.js,
+                    self.settings(),
+                    descriptor.package,
+                    endpoint.subject,
+                )
+                .await?;
                 let config = pull::Config {
                     durable_name: Some(streams::event_consumer_name(service, endpoint.name)),
                     description: Some(format!(
@@ -263,9 +400,13 @@ impl Lane {
                 (stream, config)
             }
             Source::Broadcast { endpoint, .. } => {
-                let stream =
-                    streams::ensure_handler_stream(&self.js, descriptor.package, endpoint.subject)
-                        .await?;
+                let stream = streams::ensure_handler_stream(
+                    &self.js,
+                    self.settings(),
+                    descriptor.package,
+                    endpoint.subject,
+                )
+                .await?;
                 let config = pull::Config {
                     description: Some(format!(
                         "natsgen: {service}.{} (broadcast, one instance) handles {}",
@@ -282,8 +423,22 @@ impl Lane {
         // Created up front: a core subscriber on `natsgen.dlq.>` (a `nats sub` watching the
         // dead letters) would otherwise answer the first dead letter's publish in its place, so
         // the stream would never be created.
-        streams::ensure_dlq_stream(&self.js).await?;
-        ensure_consumer(&stream, config).await
+        streams::ensure_dlq_stream(&self.js, self.settings()).await?;
+        let consumer = ensure_consumer(&stream, config).await?;
+        *self
+            .consumer_name
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            consumer.cached_info().name.clone();
+        Ok(consumer)
+    }
+
+    fn is_current_consumer(&self, name: &str) -> bool {
+        *self
+            .consumer_name
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            == name
     }
 
     /// Sends an ack of kind `kind` without waiting for the server.
@@ -421,10 +576,12 @@ async fn start_pull(
 ) -> Result<Spawned, Error> {
     let descriptor = runtime.descriptor;
     let client = runtime.connection.nats();
+    let js = jetstream::new(client.clone());
+    let returns = streams::ensure_state_bucket(&js, runtime.connection.stream_settings()).await?;
     let lane = Arc::new(Lane {
         runtime: Arc::clone(runtime),
         source,
-        js: jetstream::new(client.clone()),
+        js,
         ack_wait: settings.ack_wait.max(MIN_ACK_WAIT),
         dlq_subjects: descriptor
             .endpoints
@@ -432,9 +589,12 @@ async fn start_pull(
             .map(|endpoint| Subject::from(dlq_subject(descriptor.name, endpoint.name)))
             .collect(),
         abandon: settings.abandon.clone(),
-        _guard: settings.guard.clone(),
+        consumer_name: std::sync::Mutex::new(String::new()),
+        returns,
+        returned_any: std::sync::atomic::AtomicBool::new(false),
     });
     let consumer = lane.setup().await?;
+    let advisories = subscribe_max_deliveries(&lane, &consumer).await?;
     let inbox = Subject::from(client.new_inbox());
     let subscriber = client
         .subscribe(inbox.clone())
@@ -452,8 +612,246 @@ async fn start_pull(
         "consuming"
     );
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(pull_loop(lane, consumer, subscriber, inbox, stopped));
-    Ok(Spawned { stop, task })
+    let (watcher_stop, watcher_stopped) = oneshot::channel();
+    let watcher = Watcher {
+        stop: watcher_stop,
+        task: tokio::spawn(watch_max_deliveries(
+            Arc::clone(&lane),
+            advisories,
+            watcher_stopped,
+        )),
+    };
+    let guard = settings.guard.clone();
+    let task = tokio::spawn(pull_loop(lane, consumer, subscriber, inbox, stopped, guard));
+    Ok(Spawned {
+        stop,
+        task,
+        watcher: Some(watcher),
+    })
+}
+
+/// Subscribes to the server's max-deliveries advisories of the lane's stream (one instance of a
+/// service gets each, through a queue group; a broadcast handler's own consumer is its alone).
+async fn subscribe_max_deliveries(
+    lane: &Lane,
+    consumer: &PullConsumer,
+) -> Result<Subscriber, Error> {
+    let info = consumer.cached_info();
+    let subject = format!(
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
+        info.stream_name
+    );
+    let client = lane.runtime.connection.nats();
+    let subscribed = match lane.source {
+        Source::Broadcast { .. } => client.subscribe(subject.clone()).await,
+        Source::Async | Source::Shared { .. } => {
+            client
+                .queue_subscribe(subject.clone(), format!("natsgen_dlq_{}", info.name))
+                .await
+        }
+    };
+    subscribed.map_err(|source| Error::Subscribe { subject, source })
+}
+
+/// A JetStream max-deliveries advisory: a message of `stream` reached the `max_deliver` of
+/// `consumer` without being acked.
+#[derive(Debug, serde::Deserialize)]
+struct MaxDeliveries {
+    stream: String,
+    consumer: String,
+    stream_seq: u64,
+    deliveries: u64,
+}
+
+/// Dead-letters the messages that reached their consumer's `max_deliver` backstop, without the
+/// worker ever handling them again: their body and headers come from the stream's message-get
+/// API, which returns the header block as data, so even a message the client library cannot
+/// parse is dead-lettered (`undeliverable`). A work-queue message is then deleted from its
+/// stream; an event stays in its stream for its other handlers.
+async fn watch_max_deliveries(
+    lane: Arc<Lane>,
+    mut advisories: Subscriber,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut stopping = false;
+    loop {
+        let advisory = if stopping {
+            // What has arrived already, and, after naks at shutdown, what arrives shortly (the
+            // server handles acks asynchronously, so their advisories may trail a round trip).
+            let window = if lane.returned_any.load(std::sync::atomic::Ordering::Relaxed) {
+                SHUTDOWN_ADVISORY_WINDOW
+            } else {
+                Duration::ZERO
+            };
+            match tokio::time::timeout(window, advisories.next()).await {
+                Ok(advisory) => advisory,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                _ = &mut stop => {
+                    stopping = true;
+                    continue;
+                }
+                advisory = advisories.next() => advisory,
+            }
+        };
+        let Some(advisory) = advisory else { break };
+        let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&advisory.payload) else {
+            tracing::warn!("ignoring a max-deliveries advisory that does not parse");
+            continue;
+        };
+        if !lane.is_current_consumer(&advisory.consumer) {
+            continue;
+        }
+        if let Err(error) = dead_letter_undeliverable(&lane, &advisory).await {
+            tracing::error!(
+                stream = %advisory.stream,
+                consumer = %advisory.consumer,
+                sequence = advisory.stream_seq,
+                %error,
+                "a message reached its max_deliver and could not be dead-lettered; it stays in \
+                 its stream"
+            );
+        }
+    }
+    let _ = advisories.unsubscribe().await;
+}
+
+/// A stored message as the stream's message-get API returns it.
+#[derive(Debug, serde::Deserialize)]
+struct StoredMessage {
+    subject: String,
+    #[serde(default)]
+    hdrs: Option<String>,
+    #[serde(default)]
+    data: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct MessageGetResponse {
+    message: Option<StoredMessage>,
+    error: Option<serde_json::Value>,
+}
+
+async fn dead_letter_undeliverable(lane: &Lane, advisory: &MaxDeliveries) -> Result<(), String> {
+    use base64::Engine as _;
+    let client = lane.runtime.connection.nats();
+    let request = serde_json::json!({ "seq": advisory.stream_seq }).to_string();
+    let reply = tokio::time::timeout(
+        CONFIRM_TIMEOUT,
+        client.request(
+            format!("$JS.API.STREAM.MSG.GET.{}", advisory.stream),
+            request.into(),
+        ),
+    )
+    .await
+    .map_err(|_| format!("no answer to the message get within {CONFIRM_TIMEOUT:?}"))?
+    .map_err(|error| error.to_string())?;
+    let response: MessageGetResponse =
+        serde_json::from_slice(&reply.payload).map_err(|error| error.to_string())?;
+    let Some(message) = response.message else {
+        // Gone already: acked, dead-lettered and deleted by another path, or expired.
+        tracing::debug!(error = ?response.error, "the undeliverable message is gone");
+        return Ok(());
+    };
+    let decode = |text: Option<&str>| {
+        text.map_or(Ok(Vec::new()), |text| {
+            base64::engine::general_purpose::STANDARD.decode(text)
+        })
+    };
+    let payload = Bytes::from(decode(message.data.as_deref()).map_err(|e| e.to_string())?);
+    let original = lenient_headers(&decode(message.hdrs.as_deref()).unwrap_or_default());
+    let info = AckInfo {
+        stream: &advisory.stream,
+        consumer: &advisory.consumer,
+        delivered: u32::try_from(advisory.deliveries).unwrap_or(u32::MAX),
+        stream_sequence: advisory.stream_seq,
+        pending: 0,
+    };
+    let service = lane.runtime.descriptor.name;
+    let (index, dlq) = match lane.route(&message.subject) {
+        Some((index, _)) => (
+            Some(index),
+            lane.dlq_subjects
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| Subject::from(dlq_subject(service, "unknown"))),
+        ),
+        None => {
+            let method = message.subject.rsplit('.').next().unwrap_or_default();
+            (None, Subject::from(dlq_subject(service, method)))
+        }
+    };
+    let error = ServiceError::internal(format!(
+        "delivered {} times without being handled (the consumer's max_deliver): every attempt \
+         was lost, or the message cannot be read by the client library",
+        advisory.deliveries
+    ));
+    let letter = Letter {
+        dlq: dlq.clone(),
+        subject: &message.subject,
+        headers: Some(&original),
+        payload,
+        info: &info,
+        reason: Reason::Undeliverable,
+        error: &error,
+    };
+    let (headers, payload) = letter.into_message(lane.runtime.connection.max_payload());
+    publish_dead_letter(lane, dlq.clone(), headers, payload).await?;
+    tracing::error!(
+        %error,
+        reason = Reason::Undeliverable.as_str(),
+        dead_letter_subject = %dlq,
+        "dead-lettered"
+    );
+    if let Some(index) = index {
+        lane.runtime
+            .stats
+            .record(index, Duration::ZERO, Some(&error));
+    }
+    if matches!(lane.source, Source::Async) {
+        // A work queue keeps what was never acked; this call is in the dead-letter stream now.
+        let request = serde_json::json!({ "seq": advisory.stream_seq }).to_string();
+        let deleted = tokio::time::timeout(
+            CONFIRM_TIMEOUT,
+            client.request(
+                format!("$JS.API.STREAM.MSG.DELETE.{}", advisory.stream),
+                request.into(),
+            ),
+        )
+        .await;
+        if !matches!(deleted, Ok(Ok(_))) {
+            tracing::warn!(
+                sequence = advisory.stream_seq,
+                "could not delete a dead-lettered call from its work queue"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The readable lines of a header block (`NATS/1.0` status line first): a line that is not
+/// UTF-8, has no `:`, or is not a valid header is skipped.
+fn lenient_headers(block: &[u8]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for line in block.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Ok(line) = std::str::from_utf8(line) else {
+            continue;
+        };
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            name.trim().parse::<HeaderName>(),
+            value.trim().parse::<HeaderValue>(),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    headers
 }
 
 /// The pull loop of one consumer; see the module docs.
@@ -463,6 +861,7 @@ async fn pull_loop(
     mut subscriber: Subscriber,
     inbox: Subject,
     mut stop: oneshot::Receiver<()>,
+    guard: mpsc::Sender<()>,
 ) {
     let permits = &lane.runtime.permits;
     let mut backlog: u64 = 0;
@@ -539,12 +938,15 @@ async fn pull_loop(
                         None => match wait_for_slot(&lane, reply, &mut stop).await {
                             Some(permit) => permit,
                             None => {
+                                if let Some(info) = AckInfo::parse(reply.as_str()) {
+                                    lane.record_return(&info).await;
+                                }
                                 lane.nak(reply, None).await;
                                 break 'pulling;
                             }
                         },
                     };
-                    tokio::spawn(handle(Arc::clone(&lane), message, permit));
+                    tokio::spawn(handle(Arc::clone(&lane), message, permit, guard.clone()));
                 }
                 Some(StatusCode::IDLE_HEARTBEAT) => {}
                 Some(StatusCode::NOT_FOUND) => {
@@ -579,6 +981,14 @@ async fn pull_loop(
         }
     }
     stop_pulling(&lane, subscriber).await;
+}
+
+/// The returns bucket's key of a message of a consumer.
+fn returns_key(info: &AckInfo<'_>) -> String {
+    format!(
+        "returns.{}.{}.{}",
+        info.stream, info.consumer, info.stream_sequence
+    )
 }
 
 /// Takes one slot out of a reservation.
@@ -652,6 +1062,9 @@ async fn stop_pulling(lane: &Lane, mut subscriber: Subscriber) {
     let mut returned = 0usize;
     while let Ok(Some(message)) = tokio::time::timeout(CONFIRM_TIMEOUT, subscriber.next()).await {
         if let (None | Some(StatusCode::OK), Some(reply)) = (message.status, &message.reply) {
+            if let Some(info) = AckInfo::parse(reply.as_str()) {
+                lane.record_return(&info).await;
+            }
             if lane.nak(reply, None).await {
                 returned += 1;
             }
@@ -732,6 +1145,7 @@ enum Reason {
     Abandoned,
     Undecodable,
     UnknownMethod,
+    Undeliverable,
 }
 
 impl Reason {
@@ -741,12 +1155,18 @@ impl Reason {
             Reason::Abandoned => "abandoned",
             Reason::Undecodable => "undecodable",
             Reason::UnknownMethod => "unknown_method",
+            Reason::Undeliverable => "undeliverable",
         }
     }
 }
 
 /// Handles one message from a pull consumer; see the module docs.
-async fn handle(lane: Arc<Lane>, message: Message, permit: OwnedSemaphorePermit) {
+async fn handle(
+    lane: Arc<Lane>,
+    message: Message,
+    permit: OwnedSemaphorePermit,
+    _guard: mpsc::Sender<()>,
+) {
     let received = Instant::now();
     let Message {
         subject,
@@ -801,13 +1221,22 @@ async fn handle(lane: Arc<Lane>, message: Message, permit: OwnedSemaphorePermit)
         return;
     };
 
+    // Deliveries a shutdown returned (unstarted, or cancelled after the grace period) are not
+    // attempts. Looked up on redeliveries only: a first delivery has none.
+    let max_attempts = endpoint.retry.max_attempts.max(1);
+    let returned = if info.delivered > 1 {
+        lane.returns_of(&info).await
+    } else {
+        0
+    };
+    let attempt = info.delivered.saturating_sub(returned).max(1);
     let ctx = Context::from_message(
         &lane.runtime.connection,
         service,
         endpoint.name,
         subject,
         headers,
-        info.delivered,
+        attempt,
     );
     macro_rules! span {
         ($name:literal) => {
@@ -816,7 +1245,7 @@ async fn handle(lane: Arc<Lane>, message: Message, permit: OwnedSemaphorePermit)
                 service,
                 method = endpoint.name,
                 call_id = %ctx.call_id(),
-                attempt = info.delivered,
+                attempt,
                 outcome = tracing::field::Empty,
                 duration_us = tracing::field::Empty,
             )
@@ -827,7 +1256,6 @@ async fn handle(lane: Arc<Lane>, message: Message, permit: OwnedSemaphorePermit)
         Source::Shared { .. } | Source::Broadcast { .. } => span!("natsgen.event"),
     };
     async {
-        let max_attempts = endpoint.retry.max_attempts.max(1);
         let backoff = Duration::from_millis(endpoint.retry.backoff_ms);
         let dlq = lane
             .dlq_subjects
@@ -836,11 +1264,11 @@ async fn handle(lane: Arc<Lane>, message: Message, permit: OwnedSemaphorePermit)
             .unwrap_or_else(|| Subject::from(dlq_subject(service, endpoint.name)));
         let letter = |reason, error| Letter::of(&dlq, &ctx, &payload, &info, reason, error);
 
-        let (outcome, error) = if info.delivered > max_attempts {
+        let (outcome, error) = if attempt > max_attempts {
             let error = ServiceError::internal(format!(
-                "attempt {} of {max_attempts} did not complete: its worker crashed or was \
-                 stopped mid-call (or its failure could not be dead-lettered then)",
-                info.delivered - 1
+                "attempt {} of {max_attempts} did not complete: its worker crashed mid-call (or \
+                 its failure could not be dead-lettered then)",
+                attempt - 1
             ));
             let outcome = dead_letter(
                 &lane,
@@ -861,18 +1289,17 @@ async fn handle(lane: Arc<Lane>, message: Message, permit: OwnedSemaphorePermit)
                     (outcome, None)
                 }
                 Some(Err(error)) => {
-                    let outcome = if error.kind() == ServiceError::BAD_REQUEST {
+                    let outcome = if error.is_undecodable() {
                         let letter = letter(Reason::Undecodable, &error);
                         dead_letter(&lane, &reply, letter, Some(backoff)).await
-                    } else if info.delivered >= max_attempts {
+                    } else if attempt >= max_attempts {
                         let letter = letter(Reason::Failed, &error);
                         dead_letter(&lane, &reply, letter, Some(backoff)).await
                     } else {
                         tracing::warn!(
                             %error,
                             retry_in_ms = endpoint.retry.backoff_ms,
-                            "attempt {} of {max_attempts} failed; retrying",
-                            info.delivered
+                            "attempt {attempt} of {max_attempts} failed; retrying"
                         );
                         if lane.nak(&reply, Some(backoff)).await {
                             Outcome::Retry
@@ -887,6 +1314,7 @@ async fn handle(lane: Arc<Lane>, message: Message, permit: OwnedSemaphorePermit)
                         "still running when the shutdown grace period ended; cancelled and \
                          returned for redelivery"
                     );
+                    lane.record_return(&info).await;
                     lane.nak(&reply, None).await;
                     let error = ServiceError::internal(
                         "cancelled: still running when the shutdown grace period ended",
@@ -896,6 +1324,9 @@ async fn handle(lane: Arc<Lane>, message: Message, permit: OwnedSemaphorePermit)
             }
         };
         drop(permit);
+        if returned > 0 && matches!(outcome, Outcome::Ok | Outcome::DeadLettered) {
+            lane.forget_returns(&info).await;
+        }
         let elapsed = received.elapsed();
         lane.runtime.stats.record(index, elapsed, error.as_ref());
         let span = tracing::Span::current();
@@ -980,70 +1411,15 @@ async fn dead_letter(
     letter: Letter<'_>,
     retry: Option<Duration>,
 ) -> Outcome {
-    let Letter {
-        dlq,
-        subject,
-        headers: original,
-        payload,
-        info,
-        reason,
-        error,
-    } = letter;
-    let mut headers = HeaderMap::new();
-    if let Some(original) = original {
-        for (name, values) in original.iter() {
-            let text: &str = name.as_ref();
-            let jetstream_own = text
-                .get(..5)
-                .is_some_and(|prefix| prefix.eq_ignore_ascii_case("nats-"));
-            if jetstream_own || text == headers::DEADLINE_MS {
-                continue;
-            }
-            for value in values {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-        if let Some(id) = original.get(NATS_MESSAGE_ID) {
-            headers.insert(DLQ_MSG_ID, id.clone());
-        }
-    }
-    headers.insert(DLQ_REASON, reason.as_str());
-    headers.insert(DLQ_SUBJECT, headers::sanitized_value(subject, usize::MAX));
-    headers.insert(
-        DLQ_STREAM,
-        headers::sanitized_value(info.stream, usize::MAX),
-    );
-    headers.insert(DLQ_SEQUENCE, HeaderValue::from(info.stream_sequence));
-    headers.insert(DLQ_ATTEMPTS, HeaderValue::from(info.delivered));
-    headers.insert(
-        DLQ_ERROR_KIND,
-        headers::sanitized_value(error.kind(), headers::MAX_ERROR_HEADER_LEN),
-    );
-    headers.insert(DLQ_ERROR_CODE, HeaderValue::from(error.code()));
-    headers.insert(
-        DLQ_ERROR_MESSAGE,
-        headers::sanitized_value(error.message(), headers::MAX_ERROR_HEADER_LEN),
-    );
-    // One letter per consumer: every handler of an event that fails it owes its own letter,
-    // while a letter published twice by the same consumer (a crash between the PubAck and the
-    // ack) is stored once.
-    headers.insert(
-        NATS_MESSAGE_ID,
-        headers::sanitized_value(
-            &format!(
-                "dlq:{}:{}:{}",
-                info.stream, info.stream_sequence, info.consumer
-            ),
-            usize::MAX,
-        ),
-    );
-
+    let (dlq, reason, attempts) = (letter.dlq.clone(), letter.reason, letter.info.delivered);
+    let error = letter.error;
+    let (headers, payload) = letter.into_message(lane.runtime.connection.max_payload());
     match publish_dead_letter(lane, dlq.clone(), headers, payload).await {
         Ok(()) => {
             tracing::error!(
                 %error,
                 reason = reason.as_str(),
-                attempts = info.delivered,
+                attempts,
                 dead_letter_subject = %dlq,
                 "dead-lettered"
             );
@@ -1066,6 +1442,83 @@ async fn dead_letter(
                 Outcome::NakFailed
             }
         }
+    }
+}
+
+impl Letter<'_> {
+    /// The dead letter's headers and body, never larger than `max_payload` (0: unknown): the
+    /// original headers are copied (except JetStream's own and the deadline) when they fit; if
+    /// they do not, they are dropped, and if the body alone still does not fit, its end is cut,
+    /// each with a header saying so.
+    fn into_message(self, max_payload: usize) -> (HeaderMap, Bytes) {
+        let Letter {
+            dlq: _,
+            subject,
+            headers: original,
+            mut payload,
+            info,
+            reason,
+            error,
+        } = self;
+        let mut headers = HeaderMap::new();
+        headers.insert(DLQ_REASON, reason.as_str());
+        headers.insert(DLQ_SUBJECT, headers::sanitized_value(subject, 256));
+        headers.insert(DLQ_STREAM, headers::sanitized_value(info.stream, 256));
+        headers.insert(DLQ_SEQUENCE, HeaderValue::from(info.stream_sequence));
+        headers.insert(DLQ_ATTEMPTS, HeaderValue::from(info.delivered));
+        headers.insert(
+            DLQ_ERROR_KIND,
+            headers::sanitized_value(error.kind(), headers::MAX_ERROR_HEADER_LEN),
+        );
+        headers.insert(DLQ_ERROR_CODE, HeaderValue::from(error.code()));
+        headers.insert(
+            DLQ_ERROR_MESSAGE,
+            headers::sanitized_value(error.message(), headers::MAX_ERROR_HEADER_LEN),
+        );
+        // One letter per consumer: every handler of an event that fails it owes its own letter,
+        // while a letter published twice by the same consumer (a crash between the PubAck and
+        // the ack) is stored once.
+        headers.insert(
+            NATS_MESSAGE_ID,
+            headers::sanitized_value(
+                &format!(
+                    "dlq:{}:{}:{}",
+                    info.stream, info.stream_sequence, info.consumer
+                ),
+                512,
+            ),
+        );
+        let mut copied = 0usize;
+        if let Some(original) = original {
+            if let Some(id) = original.get(NATS_MESSAGE_ID) {
+                headers.insert(DLQ_MSG_ID, headers::sanitized_value(id.as_str(), 512));
+            }
+            let own = headers.clone();
+            for (name, values) in original.iter() {
+                let text: &str = name.as_ref();
+                let jetstream_own = text
+                    .get(..5)
+                    .is_some_and(|prefix| prefix.eq_ignore_ascii_case("nats-"));
+                if jetstream_own || text == headers::DEADLINE_MS || own.get(text).is_some() {
+                    continue;
+                }
+                for value in values {
+                    headers.append(name.clone(), value.clone());
+                    copied += 1;
+                }
+            }
+            if max_payload > 0 && streams::header_block_len(&headers) + payload.len() > max_payload
+            {
+                headers = own;
+                headers.insert(DLQ_HEADERS_DROPPED, HeaderValue::from(copied));
+            }
+        }
+        let room = max_payload.saturating_sub(streams::header_block_len(&headers) + 64);
+        if max_payload > 0 && payload.len() > room {
+            headers.insert(DLQ_TRUNCATED, HeaderValue::from(payload.len()));
+            payload.truncate(room);
+        }
+        (headers, payload)
     }
 }
 
@@ -1097,7 +1550,7 @@ async fn publish_dead_letter(
             Err(_) => return Err(format!("no PubAck within {CONFIRM_TIMEOUT:?}")),
         };
         tracing::debug!(%error, "creating the dead-letter stream");
-        streams::ensure_dlq_stream(&lane.js)
+        streams::ensure_dlq_stream(&lane.js, lane.settings())
             .await
             .map_err(|error| error.to_string())?;
         created = true;
@@ -1134,7 +1587,13 @@ async fn start_best_effort(
     // Publishers store every event; without a stream, this subscription would take their
     // JetStream publishes in its place and leave them waiting for a PubAck.
     let js = jetstream::new(client.clone());
-    streams::ensure_handler_stream(&js, runtime.descriptor.package, endpoint.subject).await?;
+    streams::ensure_handler_stream(
+        &js,
+        runtime.connection.stream_settings(),
+        runtime.descriptor.package,
+        endpoint.subject,
+    )
+    .await?;
     tracing::info!(
         service,
         handler = endpoint.name,
@@ -1149,17 +1608,27 @@ async fn start_best_effort(
     });
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(listen(listener, subscriber, stopped));
-    Ok(Spawned { stop, task })
+    Ok(Spawned {
+        stop,
+        task,
+        watcher: None,
+    })
 }
 
-/// The loop of a best-effort handler: one task per event, each once a handler slot is free.
-/// On stop it unsubscribes (draining) and still handles what had arrived.
+/// The loop of a best-effort handler. Events are taken off the subscription as they come (so
+/// none pile up in the client library's buffer, where an overflow would drop them unseen): each
+/// runs as soon as a handler slot is free, waiting meanwhile in the service's bounded queue
+/// (`max_queue`, shared with RPC); when that is full too, the event is dropped — best effort is
+/// at most once — with a warning and a `busy` error in the endpoint's stats. On stop it
+/// unsubscribes (draining) and still handles what had arrived.
 async fn listen(
     listener: Arc<Listener>,
     mut subscriber: Subscriber,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let runtime = &listener.runtime;
     let mut draining = false;
+    let mut dropped = 0u64;
     loop {
         let message = if draining {
             subscriber.next().await
@@ -1178,24 +1647,28 @@ async fn listen(
             }
         };
         let Some(message) = message else { break };
-        let acquire = Arc::clone(&listener.runtime.permits).acquire_owned();
-        let permit = if draining {
-            acquire.await
-        } else {
-            let mut acquire = pin!(acquire);
-            tokio::select! {
-                biased;
-                permit = &mut acquire => permit,
-                _ = &mut stop => {
-                    draining = true;
-                    if let Err(error) = subscriber.drain().await {
-                        tracing::warn!(subject = listener.endpoint.subject, %error, "failed to drain");
-                    }
-                    acquire.await
+        let permit = match Arc::clone(&runtime.permits).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) if runtime.queued.fetch_add(1, Ordering::Relaxed) < runtime.max_queue => None,
+            Err(_) => {
+                runtime.queued.fetch_sub(1, Ordering::Relaxed);
+                dropped += 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(
+                        service = runtime.descriptor.name,
+                        handler = listener.endpoint.name,
+                        dropped,
+                        "every handler slot is busy and the queue is full: best-effort events are \
+                         dropped"
+                    );
                 }
+                let error = ServiceError::busy("dropped: every handler slot busy, queue full");
+                runtime
+                    .stats
+                    .record(listener.index, Duration::ZERO, Some(&error));
+                continue;
             }
         };
-        let Ok(permit) = permit else { break };
         tokio::spawn(handle_best_effort(Arc::clone(&listener), message, permit));
     }
     tracing::debug!(subject = listener.endpoint.subject, "stopped listening");
@@ -1204,10 +1677,22 @@ async fn listen(
 async fn handle_best_effort(
     listener: Arc<Listener>,
     message: Message,
-    permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
 ) {
     let received = Instant::now();
     let runtime = &listener.runtime;
+    let permit = match permit {
+        Some(permit) => permit,
+        None => {
+            // Queued: wait for a slot. The semaphore is never closed.
+            let acquired = Arc::clone(&runtime.permits).acquire_owned().await;
+            runtime.queued.fetch_sub(1, Ordering::Relaxed);
+            match acquired {
+                Ok(permit) => permit,
+                Err(_) => return,
+            }
+        }
+    };
     let endpoint = listener.endpoint;
     let service = runtime.descriptor.name;
     let ctx = Context::from_message(

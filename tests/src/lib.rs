@@ -13,6 +13,9 @@ pub mod common {
 pub mod r#match {
     natsgen::include_schema!("match");
 }
+pub mod adversarial {
+    natsgen::include_schema!("adversarial");
+}
 pub mod e2e {
     natsgen::include_schema!("e2e");
 }
@@ -27,6 +30,9 @@ pub mod flaky {
 }
 pub mod bench {
     natsgen::include_schema!("bench");
+}
+pub mod hostile {
+    natsgen::include_schema!("hostile");
 }
 pub mod faults {
     natsgen::include_schema!("faults");

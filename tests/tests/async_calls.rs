@@ -91,8 +91,20 @@ struct Attempt {
     finished: bool,
 }
 
-/// The in-process `job_runner`: records every attempt; the first attempt of a job sleeps
-/// `sleep_ms`; attempts up to `fail_times` fail.
+/// Whether this is the first time any host of this test process runs `job_id`.
+fn first_run(job_id: &str) -> bool {
+    static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap();
+    if seen.iter().any(|seen| seen == job_id) {
+        return false;
+    }
+    seen.push(job_id.to_owned());
+    true
+}
+
+/// The in-process `job_runner`: records every attempt; the first run of a job in this process
+/// sleeps `sleep_ms` (a job whose id starts with `forever` sleeps on every run); attempts up to
+/// `fail_times` fail.
 struct Jobs {
     log: Arc<Log<Attempt>>,
 }
@@ -116,11 +128,19 @@ impl Jobs {
             finished: false,
         };
         self.log.push(attempt.clone());
-        if ctx.attempt() == 1 {
+        if first_run(&attempt.job_id) || attempt.job_id.starts_with("forever") {
             tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
         }
         attempt.finished = true;
         self.log.push(attempt.clone());
+        if attempt.job_id.starts_with("reject") {
+            // The handler's own verdict on its input: retried like any failure, unlike a body
+            // the runtime cannot decode.
+            return Err(ServiceError::bad_request(format!(
+                "{} is not a job this runner takes",
+                attempt.job_id
+            )));
+        }
         if ctx.attempt() <= fail_times {
             return Err(ServiceError::internal(format!(
                 "attempt {} of {} fails on purpose",
@@ -344,6 +364,29 @@ async fn a_handler_that_always_fails_is_dead_lettered_after_max_attempts() {
 }
 
 #[tokio::test]
+async fn a_bad_request_from_the_handler_is_retried_and_dead_lettered_as_failed() {
+    let (_server, nats) = start_server().await;
+    let mut dead_letters = watch_dead_letters(&nats).await;
+    let (log, host) = serve_jobs(&nats, |host| host).await;
+    let client = JobRunnerClient::new(&nats);
+    within(client.run("reject-1".into(), 0, 0)).await.unwrap();
+    let letter = within(dead_letters.next()).await.unwrap();
+    assert_eq!(letter.subject.as_str(), "natsgen.dlq.job_runner.run");
+    wait_until_drained(&nats, "ASYNC_job_runner").await;
+    assert_eq!(attempts_of(&log.snapshot(), "reject-1", true), [1, 2, 3]);
+    let stored = stored_dead_letter(&nats, "natsgen.dlq.job_runner.run").await;
+    assert_eq!(
+        header(&stored.headers, "Natsgen-Dlq-Reason"),
+        Some("failed")
+    );
+    assert_eq!(
+        header(&stored.headers, "Natsgen-Dlq-Error-Kind"),
+        Some("bad_request")
+    );
+    within(host.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
 async fn undecodable_calls_and_unknown_methods_are_dead_lettered_at_once() {
     let (_server, nats) = start_server().await;
     let mut dead_letters = watch_dead_letters(&nats).await;
@@ -390,6 +433,69 @@ async fn undecodable_calls_and_unknown_methods_are_dead_lettered_at_once() {
         "no handler ran: {:?}",
         log.snapshot()
     );
+    within(host.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_close_to_max_payload_still_gets_its_dead_letter() {
+    let (_server, nats) = start_server().await;
+    let mut dead_letters = watch_dead_letters(&nats).await;
+    let (log, host) = serve_jobs(&nats, |host| host).await;
+    let js = jetstream::new(nats.nats().clone());
+    let max_payload = nats.max_payload();
+
+    // A foreign publisher's call that does not decode and leaves no room for a letter's headers:
+    // the letter drops the copied headers, then cuts the body, and says so.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("X-Foreign", "x".repeat(200).as_str());
+    let body = format!(
+        r#"{{"job_id": 5, "pad": "{}"}}"#,
+        "p".repeat(max_payload - 400)
+    );
+    within(js.publish_with_headers("job_runner.async.run", headers, body.clone().into()))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let letter = within(dead_letters.next()).await.unwrap();
+    let letter_headers = letter.headers.as_ref().unwrap();
+    assert_eq!(
+        header(letter_headers, "Natsgen-Dlq-Reason"),
+        Some("undecodable")
+    );
+    assert_eq!(
+        header(letter_headers, "Natsgen-Dlq-Headers-Dropped"),
+        Some("1")
+    );
+    assert_eq!(
+        header(letter_headers, "Natsgen-Dlq-Truncated"),
+        Some(body.len().to_string().as_str())
+    );
+    assert!(header(letter_headers, "X-Foreign").is_none());
+    assert!(body.as_bytes().starts_with(&letter.payload));
+    assert!(letter.payload.len() + 4096 > body.len());
+    wait_until_drained(&nats, "ASYNC_job_runner").await;
+
+    // natsgen's own clients refuse a call too large to be dead-lettered, before sending it.
+    let client = JobRunnerClient::new(&nats);
+    let too_large = "j".repeat(max_payload - 1000);
+    match within(client.run(too_large, 0, 0)).await {
+        Err(natsgen::CallError::Encode(message)) => {
+            assert!(message.contains("payload_too_large"), "{message}")
+        }
+        other => panic!("expected the call to be refused, got {other:?}"),
+    }
+    let events = Events::new(&nats);
+    let refused = within(events.jobs_failed(&JobsFailed {
+        job_id: "j".into(),
+        error: "e".repeat(max_payload - 1000),
+    }))
+    .await;
+    assert!(
+        matches!(&refused, Err(natsgen::Error::Publish { reason, .. }) if reason.contains("payload_too_large")),
+        "{refused:?}"
+    );
+    assert!(log.snapshot().is_empty(), "{:?}", log.snapshot());
     within(host.shutdown()).await.unwrap();
 }
 
@@ -689,9 +795,11 @@ async fn a_call_still_running_after_the_grace_period_is_returned_at_once() {
         host.grace_period(Duration::from_millis(300))
             .ack_wait(Duration::from_secs(120))
     };
+    let mut dead_letters = watch_dead_letters(&nats).await;
     let (log, host) = serve_jobs(&nats, configure).await;
     let client = JobRunnerClient::new(&nats);
-    within(client.run("stuck".into(), 0, 600_000))
+    // `run_once` allows one attempt: one lost to a shutdown must not use it up.
+    within(client.run_once("stuck".into(), 0, 600_000))
         .await
         .unwrap();
     log.wait_until(|log| attempts_of(log, "stuck", false) == [1])
@@ -703,8 +811,68 @@ async fn a_call_still_running_after_the_grace_period_is_returned_at_once() {
     );
 
     let (log, host) = serve_jobs(&nats, configure).await;
-    log.wait_until(|log| attempts_of(log, "stuck", true) == [2])
+    // The delivery the shutdown returned was not an attempt: this is still attempt 1 of 1.
+    let seen = log
+        .wait_until(|log| attempts_of(log, "stuck", true) == [1])
         .await;
+    assert_eq!(attempts_of(&seen, "stuck", false), [1]);
     wait_until_drained(&nats, "ASYNC_job_runner").await;
+    within(host.shutdown()).await.unwrap();
+    assert!(
+        futures_util::FutureExt::now_or_never(dead_letters.next()).is_none(),
+        "a call with its attempt left was dead-lettered"
+    );
+}
+
+#[tokio::test]
+async fn a_call_never_handled_is_dead_lettered_at_the_max_deliver_backstop() {
+    let (_server, nats) = start_server().await;
+    let mut dead_letters = watch_dead_letters(&nats).await;
+    let configure = |host: Host| {
+        host.grace_period(Duration::from_millis(50))
+            .ack_wait(Duration::from_secs(120))
+    };
+    let client = JobRunnerClient::new(&nats);
+    within(
+        client
+            .run("forever".into(), 0, 600_000)
+            .idempotency_key("forever-1"),
+    )
+    .await
+    .unwrap();
+    // `run` allows 3 attempts; its consumer's max_deliver is 3 + 10. Every delivery is cut short
+    // by a shutdown, so none counts as an attempt, until the server gives up delivering it.
+    let max_deliver = 3 + natsgen::streams::REDELIVERY_ALLOWANCE as usize;
+    for delivery in 1..=max_deliver {
+        let (log, host) = serve_jobs(&nats, configure).await;
+        log.wait_until(|log| !log.is_empty()).await;
+        let seen = log.snapshot();
+        assert_eq!(
+            attempts_of(&seen, "forever", false),
+            [1],
+            "delivery {delivery}"
+        );
+        let result = within(host.shutdown()).await;
+        assert!(result.is_err(), "{result:?}");
+    }
+    // The last shutdown's nak made the call reach its max_deliver: the server sent its
+    // max-deliveries advisory, and the stopping host dead-lettered the call from the stream.
+    let letter = within(dead_letters.next()).await.unwrap();
+    assert_eq!(letter.subject.as_str(), "natsgen.dlq.job_runner.run");
+    let headers = letter.headers.as_ref().unwrap();
+    assert_eq!(header(headers, "Natsgen-Dlq-Reason"), Some("undeliverable"));
+    assert_eq!(header(headers, "Natsgen-Dlq-Msg-Id"), Some("run:forever-1"));
+    assert_eq!(
+        header(headers, "Natsgen-Dlq-Attempts"),
+        Some(max_deliver.to_string().as_str())
+    );
+    let call: serde_json::Value = serde_json::from_slice(&letter.payload).unwrap();
+    assert_eq!(call["job_id"], "forever");
+    // The work queue is empty: the call is in the dead-letter stream now; a new host gets
+    // nothing.
+    wait_until_drained(&nats, "ASYNC_job_runner").await;
+    let (log, host) = serve_jobs(&nats, configure).await;
+    let _ = within(JobRunnerClient::new(&nats).echo("ping".into(), 0)).await;
+    assert!(attempts_of(&log.snapshot(), "forever", false).is_empty());
     within(host.shutdown()).await.unwrap();
 }

@@ -16,6 +16,7 @@ fn ui() {
             fixtures.join("ecommerce.yaml"),
             fixtures.join("everything.yaml"),
             fixtures.join("keywords.yaml"),
+            fixtures.join("adversarial.yaml"),
         ])
         .unwrap_or_else(|e| panic!("fixtures generate: {e}"));
     // The UI cases `include!` the generated files from here (read by `env!` at their compile time).

@@ -12,5 +12,8 @@ pub mod everything {
 pub mod r#match {
     include!(concat!(env!("NATSGEN_UI_DIR"), "/match.rs"));
 }
+pub mod adversarial {
+    include!(concat!(env!("NATSGEN_UI_DIR"), "/adversarial.rs"));
+}
 
 fn main() {}
