@@ -1029,7 +1029,7 @@ impl Rig {
         let mut first = true;
         loop {
             let raw = self.raw().await;
-            let reply = raw.request(PING, None, b"{}", Duration::from_secs(3)).await;
+            let reply = raw.request(PING, None, b"{}", Duration::from_secs(5)).await;
             if let Ok(reply) = reply {
                 if classify(&reply).0 == 200 {
                     return Some(first);
