@@ -9,9 +9,13 @@
 //! | server restart | `faults/restart.rs` | with nats-server stopped (SIGTERM, then SIGKILL) and restarted under load, every call or publish that returned Ok is processed or dead-lettered, processing resumes by itself, every call and publish returns within its timeout |
 //! | partition | `faults/partition.rs` | through a TCP proxy cut both ways or one way for longer than the ping interval and the ack wait, calls and publishes fail within their timeouts, pull loops resume after it heals, nothing accepted is lost |
 //!
-//! Bounded form (CI): `cargo test -p natsgen-tests --test faults`. Full form:
-//! `NATSGEN_FAULTS=full cargo test -p natsgen-tests --release --test faults -- --nocapture`
-//! (`NATSGEN_FAULTS_SEED=<n>` repeats a run's random choices; each scenario prints its seed).
+//! Bounded form (CI, about 1.5 min on 2 cores): `cargo test -p natsgen-tests --test faults`.
+//! Full form (10,000 calls and events under 20 kills, 5 s outages, 20 s partitions; about 7 min
+//! plus the release build):
+//! `NATSGEN_FAULTS=full cargo test -p natsgen-tests --release --test faults -- --nocapture --test-threads 1`
+//! (`NATSGEN_FAULTS_SEED=<n>` repeats the kill scenario's random choices; its table prints the
+//! seed). Each scenario prints a table of its counts on stderr (`--nocapture` shows it; a failing
+//! test shows it anyway).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "faults/common.rs"]
