@@ -118,6 +118,10 @@ pub const DEAD_LETTER_RESERVE: usize = 4096;
 /// crashes. A message that reaches it is dead-lettered without the worker (`undeliverable`).
 pub const REDELIVERY_ALLOWANCE: u32 = 10;
 
+/// The largest header block JetStream stores: nats-server refuses a publish with a larger one
+/// ("header size exceeds maximum allowed of 64k", error code 10097).
+pub(crate) const MAX_STORED_HEADER_BLOCK: usize = 65_535;
+
 /// The size of `headers` as a NATS header block (`NATS/1.0` line, one line per value, blank
 /// line).
 pub(crate) fn header_block_len(headers: &async_nats::HeaderMap) -> usize {

@@ -1447,8 +1447,9 @@ async fn dead_letter(
 
 impl Letter<'_> {
     /// The dead letter's headers and body, never larger than `max_payload` (0: unknown): the
-    /// original headers are copied (except JetStream's own and the deadline) when they fit; if
-    /// they do not, they are dropped, and if the body alone still does not fit, its end is cut,
+    /// original headers are copied (except JetStream's own and the deadline) when they fit, in
+    /// the message and in the 64 KiB header block JetStream stores; if they do not, they are
+    /// dropped, and if the body alone still does not fit, its end is cut,
     /// each with a header saying so.
     fn into_message(self, max_payload: usize) -> (HeaderMap, Bytes) {
         let Letter {
@@ -1507,7 +1508,9 @@ impl Letter<'_> {
                     copied += 1;
                 }
             }
-            if max_payload > 0 && streams::header_block_len(&headers) + payload.len() > max_payload
+            let block = streams::header_block_len(&headers);
+            if block > streams::MAX_STORED_HEADER_BLOCK
+                || (max_payload > 0 && block + payload.len() > max_payload)
             {
                 headers = own;
                 headers.insert(DLQ_HEADERS_DROPPED, HeaderValue::from(copied));

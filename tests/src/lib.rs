@@ -34,6 +34,12 @@ pub mod bench {
 pub mod hostile {
     natsgen::include_schema!("hostile");
 }
+pub mod faults {
+    natsgen::include_schema!("faults");
+}
+
+pub mod chaos;
+pub mod proxy;
 
 /// The same generated code under `#![no_implicit_prelude]`: it must name everything by path.
 #[no_implicit_prelude]

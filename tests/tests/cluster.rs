@@ -94,14 +94,30 @@ async fn losing_one_node_of_three_loses_nothing_stored_and_calls_recover() {
     let urls = cluster.urls();
     let seen = Arc::new(Seen::default());
     let host_nats = connect(&urls).await;
-    let host = within(
-        Host::new(host_nats.clone())
-            .serve(JobRunnerServer::new(Services(Arc::clone(&seen))))
-            .serve(LedgerServer::new(Services(Arc::clone(&seen))))
-            .start(),
-    )
-    .await
-    .unwrap();
+    // Creating R3 streams right after the cluster formed can take the meta leader longer than a
+    // JetStream request's timeout on a busy machine: the start is tried again (the kill comes
+    // much later; from then on nothing is restarted by hand).
+    let mut started = None;
+    for _ in 0..5 {
+        match within(
+            Host::new(host_nats.clone())
+                .serve(JobRunnerServer::new(Services(Arc::clone(&seen))))
+                .serve(LedgerServer::new(Services(Arc::clone(&seen))))
+                .start(),
+        )
+        .await
+        {
+            Ok(host) => {
+                started = Some(host);
+                break;
+            }
+            Err(error) => {
+                eprintln!("the host did not start yet: {error}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    let host = started.expect("the host starts on the cluster");
     // The caller sits on another node than the host, so both sides see the failover.
     let caller_nats = connect(&urls).await;
     let client = JobRunnerClient::new(&caller_nats);
@@ -112,11 +128,22 @@ async fn losing_one_node_of_three_loses_nothing_stored_and_calls_recover() {
 
     // Every stream natsgen made is replicated three times.
     let js = async_nats::jetstream::new(caller_nats.nats().clone());
-    within(client.run("warm-up".into(), 0, 0)).await.unwrap();
-    within(events.jobs_finished(&JobsFinished {
-        job_id: "warm-up".into(),
-        seq: 0,
-    }))
+    within(
+        client
+            .run("warm-up".into(), 0, 0)
+            .timeout(Duration::from_secs(30))
+            .retry(patient),
+    )
+    .await
+    .unwrap();
+    within(
+        events
+            .jobs_finished(&JobsFinished {
+                job_id: "warm-up".into(),
+                seq: 0,
+            })
+            .timeout(Duration::from_secs(30)),
+    )
     .await
     .unwrap();
     for stream in ["ASYNC_job_runner", "EVENTS_jobs"] {
