@@ -8,8 +8,8 @@
 //! | `NATSGEN_DLQ` | `natsgen.dlq.>` | limits, `max_age` 30 days | the first dead letter |
 //! | `KV_NATSGEN_STATE` (KV bucket [`STATE_BUCKET`]) | `$KV.NATSGEN_STATE.>` | one value per key, 7 days | a host's first pull consumer, the first extension of an event stream's subjects |
 //!
-//! Replicas and limits come from the connection's [`StreamSettings`] (default R1, 1 GiB each,
-//! discard policy `new`).
+//! Replicas and limits come from the connection's [`StreamSettings`] (default R1; at most
+//! 1,000,000 messages in each work queue and in the dead-letter stream; discard policy `new`).
 //!
 //! All are file-backed with a 2-minute duplicate window ([`DUPLICATE_WINDOW`], `Nats-Msg-Id`).
 //!
@@ -180,27 +180,32 @@ pub struct StreamSettings {
     dlq_max_messages: i64,
 }
 
-/// Default byte limit of each stream natsgen creates (1 GiB).
-pub const DEFAULT_STREAM_MAX_BYTES: i64 = 1 << 30;
+/// Default message limit of each `ASYNC_<service>` work queue and of `NATSGEN_DLQ`.
+pub const DEFAULT_MAX_MESSAGES: i64 = 1_000_000;
 
 impl Default for StreamSettings {
     fn default() -> Self {
         StreamSettings {
             replicas: 1,
-            async_max_bytes: DEFAULT_STREAM_MAX_BYTES,
-            async_max_messages: -1,
-            events_max_bytes: DEFAULT_STREAM_MAX_BYTES,
+            async_max_bytes: -1,
+            async_max_messages: DEFAULT_MAX_MESSAGES,
+            events_max_bytes: -1,
             events_max_messages: -1,
             events_max_age: EVENT_MAX_AGE,
-            dlq_max_bytes: DEFAULT_STREAM_MAX_BYTES,
-            dlq_max_messages: -1,
+            dlq_max_bytes: -1,
+            dlq_max_messages: DEFAULT_MAX_MESSAGES,
         }
     }
 }
 
 impl StreamSettings {
-    /// The defaults: one replica; 1 GiB ([`DEFAULT_STREAM_MAX_BYTES`]) and no message count
-    /// limit for each `ASYNC_<service>`, `EVENTS_<package>` and `NATSGEN_DLQ`; events kept 7 days.
+    /// The defaults: one replica; at most [`DEFAULT_MAX_MESSAGES`] (1,000,000) calls waiting in
+    /// each `ASYNC_<service>` and letters in `NATSGEN_DLQ`; events kept 7 days. No byte limits by
+    /// default: nats-server reserves a stream's byte limit out of its JetStream storage when the
+    /// stream is created and refuses a stream whose reservation does not fit ("insufficient
+    /// storage resources"), so a fixed default would stop services on a small disk. Set them
+    /// where the server has the room; the server's own `max_file_store` bounds all streams
+    /// together either way.
     pub fn new() -> Self {
         Self::default()
     }

@@ -770,9 +770,9 @@ async fn concurrent_writers_extending_an_event_stream_all_keep_their_topics() {
             "{topic} lost: {subjects:?}"
         );
     }
-    // The limits natsgen sets: bounded, refusing new messages rather than dropping stored ones.
+    // A full event stream refuses new events rather than dropping stored ones.
     let config = within(stream.info()).await.unwrap().config.clone();
-    assert_eq!(config.max_bytes, natsgen::streams::DEFAULT_STREAM_MAX_BYTES);
+    assert_eq!(config.max_age, natsgen::streams::EVENT_MAX_AGE);
     assert_eq!(
         config.discard,
         async_nats::jetstream::stream::DiscardPolicy::New
