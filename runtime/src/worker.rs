@@ -40,7 +40,9 @@
 //!    `traceparent` as for RPC, no deadline (async calls and events have none), the message
 //!    subject, [`Context::attempt`] and [`Context::message_id`]. While it runs, an in-progress
 //!    ack goes out every third of the ack wait, so a slow handler never loses its message.
-//! 4. Success: the message is acked, and the server's confirmation awaited (AckSync).
+//! 4. Success: the handler slot is released, then the message is acked and the server's
+//!    confirmation awaited (AckSync); the consumer's `max_ack_pending` bounds the confirmations
+//!    in flight.
 //!    A body the runtime cannot decode into the params or the event payload (or a topic a
 //!    wildcard handler's enum does not know): dead-lettered at once (`undecodable`), no retry.
 //!    Any error the handler returns (a `bad_request` of its own included), or a panic: if
@@ -1167,6 +1169,7 @@ async fn handle(
     permit: OwnedSemaphorePermit,
     _guard: mpsc::Sender<()>,
 ) {
+    let mut permit = Some(permit);
     let received = Instant::now();
     let Message {
         subject,
@@ -1281,6 +1284,9 @@ async fn handle(
         } else {
             match run_with_progress(&lane, index, ctx.clone(), payload.clone(), &reply).await {
                 Some(Ok(_)) => {
+                    // The handler is done: its slot goes back before the ack's confirmation
+                    // is awaited (the consumer's max_ack_pending bounds those in flight).
+                    drop(permit.take());
                     let outcome = if lane.ack(&reply).await {
                         Outcome::Ok
                     } else {
@@ -1323,7 +1329,7 @@ async fn handle(
                 }
             }
         };
-        drop(permit);
+        drop(permit.take());
         if returned > 0 && matches!(outcome, Outcome::Ok | Outcome::DeadLettered) {
             lane.forget_returns(&info).await;
         }
