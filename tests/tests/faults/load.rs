@@ -247,3 +247,44 @@ pub fn owed(ops: &[Op]) -> Vec<Unit> {
 pub fn overdue(ops: &[Op]) -> Vec<&Op> {
     ops.iter().filter(|op| op.took > op.kind.limit()).collect()
 }
+
+/// The rows every load scenario reports after its own: what was owed, processed, dead-lettered,
+/// duplicated, lost and overdue, and how the handlers' `ctx.emit` calls went.
+pub fn outcome_rows(
+    table: &mut natsgen_tests::chaos::Table,
+    ledger: &Ledger,
+    owed: &[Unit],
+    lost: usize,
+    overdue: usize,
+    emits: &[(Duration, Result<(), String>)],
+    emit_limit: Duration,
+) {
+    let processed = owed.iter().filter(|u| ledger.done.contains_key(*u)).count();
+    let lettered = owed
+        .iter()
+        .filter(|u| ledger.letters.contains_key(*u))
+        .count();
+    let duplicates: usize = ledger
+        .done
+        .values()
+        .map(|d| d.len().saturating_sub(1))
+        .sum();
+    let emit_failures = emits.iter().filter(|(_, r)| r.is_err()).count();
+    let slowest_emit = emits.iter().map(|(t, _)| *t).max().unwrap_or_default();
+    table
+        .row("units owed", owed.len(), "Ok calls + 2 x Ok events")
+        .row("processed", processed, "")
+        .row(
+            "dead-lettered",
+            lettered,
+            &format!("{:?}", ledger.letter_reasons()),
+        )
+        .row("duplicates", duplicates, "extra completions")
+        .row("lost", lost, "must be 0")
+        .row("overdue", overdue, "past timeout + margin: must be 0")
+        .row(
+            "ctx.emit",
+            emits.len(),
+            &format!("{emit_failures} failed; slowest {slowest_emit:.2?} (limit {emit_limit:?})"),
+        );
+}

@@ -149,34 +149,16 @@ async fn restart_under_load(how: Stop) {
             ),
         );
     }
-    let processed = owed.iter().filter(|u| ledger.done.contains_key(*u)).count();
-    let lettered = owed
-        .iter()
-        .filter(|u| ledger.letters.contains_key(*u))
-        .count();
-    let duplicates: usize = ledger
-        .done
-        .values()
-        .map(|d| d.len().saturating_sub(1))
-        .sum();
-    let emit_failures = emits.iter().filter(|(_, r)| r.is_err()).count();
-    let slowest_emit = emits.iter().map(|(t, _)| *t).max().unwrap_or_default();
+    load::outcome_rows(
+        &mut table,
+        &ledger,
+        &owed,
+        lost.len(),
+        overdue.len(),
+        &emits,
+        emit_limit,
+    );
     table
-        .row("units owed", owed.len(), "Ok calls + 2 x Ok events")
-        .row("processed", processed, "")
-        .row(
-            "dead-lettered",
-            lettered,
-            &format!("{:?}", ledger.letter_reasons()),
-        )
-        .row("duplicates", duplicates, "extra completions")
-        .row("lost", lost.len(), "must be 0")
-        .row("overdue", overdue.len(), "past timeout + margin: must be 0")
-        .row(
-            "ctx.emit",
-            emits.len(),
-            &format!("{emit_failures} failed; slowest {slowest_emit:.2?} (limit {emit_limit:?})"),
-        )
         .row(
             "reconnects",
             format!(
