@@ -129,6 +129,7 @@ async fn walkthrough(
         say!("\nDone in {}.", seconds(started.elapsed()));
     }
     let stopped = host.shutdown().await.context("stopping the services");
+    nats.close().await;
     outcome.and(stopped)
 }
 
@@ -163,6 +164,7 @@ async fn serve(
     signal.await?;
     say!("Stopping...");
     host.shutdown().await.context("stopping the services")?;
+    nats.close().await;
     say!("Stopped.");
     Ok(())
 }

@@ -22,6 +22,24 @@ pub struct Nats {
     _temporary: Option<NatsServer>,
 }
 
+impl Nats {
+    /// Closes the connection (draining what is in flight) before a temporary server stops, so
+    /// the end of the program is not reported as a lost connection.
+    pub async fn close(self) {
+        let client = self.connection.nats();
+        if client.drain().await.is_err() {
+            return;
+        }
+        // Draining finishes in the background; wait a moment for it.
+        for _ in 0..200 {
+            if !self.connection.is_connected() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
 /// Connects to `url` (from `NATS_URL` or `--nats-url`) when given; otherwise to a nats-server
 /// >= 2.10 with JetStream on the default port; otherwise starts a temporary one.
 pub async fn connect(url: Option<&str>) -> anyhow::Result<Nats> {
