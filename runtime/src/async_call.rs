@@ -150,6 +150,18 @@ impl AsyncCall {
             )));
         };
         let payload = params.map_err(|error| CallError::Encode(error.to_string()))?;
+        let mut options = options;
+        core.connection()
+            .client_options()
+            .hooks()
+            .apply(
+                service,
+                descriptor.name,
+                EndpointKind::Async,
+                context.as_ref(),
+                &mut options.headers,
+            )
+            .map_err(CallError::Service)?;
         let mut timeout = options.timeout.unwrap_or(match descriptor.timeout_ms {
             0 => DEFAULT_TIMEOUT,
             millis => Duration::from_millis(millis),

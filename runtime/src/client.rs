@@ -313,6 +313,18 @@ where
             )));
         };
         let payload = params.map_err(|error| CallError::Encode(error.to_string()))?;
+        let mut options = options;
+        core.connection
+            .client_options()
+            .hooks()
+            .apply(
+                service,
+                descriptor.name,
+                crate::service::EndpointKind::Rpc,
+                context.as_ref(),
+                &mut options.headers,
+            )
+            .map_err(|error| CallError::Service(E::from_service_error(error)))?;
 
         let mut timeout = options.timeout.unwrap_or(match descriptor.timeout_ms {
             0 => DEFAULT_TIMEOUT,

@@ -1,11 +1,12 @@
 //! The per-call [`Context`] a handler receives.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use async_nats::header::HeaderValue;
 use async_nats::header::NATS_MESSAGE_ID;
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName};
 use tokio::time::Instant;
 
 use crate::headers::{self, TraceParent};
@@ -33,9 +34,13 @@ struct Inner {
     subject: async_nats::Subject,
     /// Async calls and durable events: the delivery count of the message; 1 otherwise.
     attempt: u32,
-    /// Async calls and events: the message's headers (kept for [`Context::message_id`] and for
-    /// dead-lettering; moved in, never copied). `None` for RPC and root contexts.
+    /// The headers of the request or message (kept for [`Context::header`],
+    /// [`Context::message_id`] and dead-lettering; moved in, never copied). `None` for root
+    /// contexts and messages without headers.
     headers: Option<HeaderMap>,
+    /// RPC: headers the handler (or a middleware) sets on its reply. `Mutex::new` allocates
+    /// nothing, so a handler that sets none pays nothing for it.
+    reply_headers: Mutex<Option<HeaderMap>>,
 }
 
 impl Context {
@@ -55,6 +60,7 @@ impl Context {
                 subject: async_nats::Subject::from_static(""),
                 attempt: 1,
                 headers: None,
+                reply_headers: Mutex::new(None),
             }),
         }
     }
@@ -67,11 +73,11 @@ impl Context {
         service: &'static str,
         method: &'static str,
         subject: async_nats::Subject,
-        headers: Option<&HeaderMap>,
+        headers: Option<HeaderMap>,
         received: Instant,
         default_timeout: Option<Duration>,
     ) -> Self {
-        let parsed = ParsedHeaders::parse(headers, service, method, true);
+        let parsed = ParsedHeaders::parse(headers.as_ref(), service, method, true);
         let timeout = match (parsed.timeout, default_timeout) {
             (Some(asked), Some(limit)) => Some(asked.min(limit)),
             (asked, limit) => asked.or(limit),
@@ -88,7 +94,8 @@ impl Context {
                 trace: parsed.trace.unwrap_or_else(TraceParent::new_root),
                 subject,
                 attempt: 1,
-                headers: None,
+                headers,
+                reply_headers: Mutex::new(None),
             }),
         }
     }
@@ -117,6 +124,7 @@ impl Context {
                 subject,
                 attempt: attempt.max(1),
                 headers,
+                reply_headers: Mutex::new(None),
             }),
         }
     }
@@ -135,8 +143,8 @@ impl Context {
     }
 
     /// The message's `Nats-Msg-Id`: `<method>:<idempotency key>` for an async call sent by a
-    /// natsgen client, the event id for an event. `None` for RPC calls, root contexts and
-    /// messages published without one (e.g. a plain core NATS publish).
+    /// natsgen client, the event id for an event. `None` for root contexts and messages sent
+    /// without one (an RPC request, a plain core NATS publish).
     pub fn message_id(&self) -> Option<&str> {
         self.inner
             .headers
@@ -148,6 +156,66 @@ impl Context {
     /// The headers of the async call or event being handled.
     pub(crate) fn message_headers(&self) -> Option<&HeaderMap> {
         self.inner.headers.as_ref()
+    }
+
+    /// The first value of header `name` of the request, async call or event being handled
+    /// (names match exactly: NATS headers keep their case). `None` when it is absent, for a
+    /// root context, and for a value the connection could not read (such fields are dropped
+    /// with a warning). natsgen's own headers are readable too, but [`Context::call_id`] and the
+    /// other accessors give their validated values.
+    ///
+    /// ```ignore
+    /// let tenant = ctx.header("X-Tenant").unwrap_or("default");
+    /// ```
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let headers = self.inner.headers.as_ref()?;
+        // A name NATS cannot carry is in no request (and would panic async-nats' lookup).
+        let name = name.parse::<HeaderName>().ok()?;
+        headers.get(name).map(|value| value.as_str())
+    }
+
+    /// All headers of the request, async call or event being handled (`None` for a root
+    /// context or a message that has none). A header may have several values:
+    /// `headers.get_all(name)` (parse the name first: `"X-Tenant".parse::<async_nats::HeaderName>()`;
+    /// a lookup by an invalid `&str` name panics in async-nats).
+    pub fn headers(&self) -> Option<&HeaderMap> {
+        self.inner.headers.as_ref()
+    }
+
+    /// Sets a header on the reply to this RPC request (replacing an earlier value of the same
+    /// name): on a success reply and on an error reply alike. Async calls and events send no
+    /// reply, so there it has no effect. A name or value NATS cannot carry (a name with a space
+    /// or `:`, a value with a line break) is an `internal` error, so `?` in a handler works.
+    /// natsgen's own reply headers (`Nats-Service-Error*`) win on a clash.
+    ///
+    /// Set it on the context the handler received (or a clone of it); contexts made with
+    /// [`Context::detached`] or [`Context::with_timeout`] have their own, unused, reply headers.
+    pub fn set_reply_header(&self, name: &str, value: &str) -> Result<(), crate::ServiceError> {
+        let name = name.parse::<HeaderName>().map_err(|_| {
+            crate::ServiceError::internal(format!("{name:?} is not a valid NATS header name"))
+        })?;
+        let value = value.parse::<HeaderValue>().map_err(|_| {
+            crate::ServiceError::internal(format!(
+                "the value of reply header {name} contains a line break"
+            ))
+        })?;
+        let mut slot = self
+            .inner
+            .reply_headers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        slot.get_or_insert_with(HeaderMap::new).insert(name, value);
+        Ok(())
+    }
+
+    /// The headers set with [`Context::set_reply_header`], taken out (`None` when none were
+    /// set).
+    pub(crate) fn take_reply_headers(&self) -> Option<HeaderMap> {
+        self.inner
+            .reply_headers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// The event publisher of a package, e.g. `ctx.emit::<ecommerce::Events>().orders_created(&o)`.
@@ -248,6 +316,7 @@ impl Context {
                 subject: inner.subject.clone(),
                 attempt: inner.attempt,
                 headers: inner.headers.clone(),
+                reply_headers: Mutex::new(None),
             }),
         }
     }

@@ -166,7 +166,7 @@ impl Publish {
             topic,
             payload,
             event_id,
-            headers: extra,
+            headers: mut extra,
             timeout: _,
         } = self;
         let descriptor = publisher.descriptor;
@@ -179,6 +179,21 @@ impl Publish {
             });
         };
         let payload = payload?;
+        publisher
+            .connection
+            .client_options()
+            .hooks()
+            .apply(
+                descriptor.package,
+                subject,
+                crate::service::EndpointKind::Event,
+                publisher.context.as_ref(),
+                &mut extra,
+            )
+            .map_err(|error| Error::Publish {
+                subject: subject.to_owned(),
+                reason: error.to_string(),
+            })?;
         if !publisher.connection.is_connected() {
             return Err(Error::Publish {
                 subject: subject.to_owned(),

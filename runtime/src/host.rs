@@ -89,6 +89,7 @@ pub struct Host {
     max_queue: usize,
     grace_period: Duration,
     ack_wait: Duration,
+    pub(crate) middleware: Vec<Arc<dyn crate::Middleware>>,
 }
 
 impl Host {
@@ -101,6 +102,7 @@ impl Host {
             max_queue: DEFAULT_MAX_QUEUE,
             grace_period: DEFAULT_GRACE_PERIOD,
             ack_wait: crate::streams::DEFAULT_ACK_WAIT,
+            middleware: Vec::new(),
         }
     }
 
@@ -179,7 +181,9 @@ impl Host {
             max_queue,
             grace_period,
             ack_wait,
+            middleware,
         } = self;
+        let middleware: Arc<[Arc<dyn crate::Middleware>]> = middleware.into();
         let mut names = HashSet::new();
         for service in &services {
             let name = service.descriptor().name;
@@ -211,6 +215,7 @@ impl Host {
                 queued: AtomicUsize::new(0),
                 max_queue,
                 stats: Arc::new(ServiceStats::new(descriptor)),
+                middleware: Arc::clone(&middleware),
             });
             let mut served = Vec::new();
             for (index, endpoint) in descriptor.endpoints.iter().enumerate() {
@@ -455,6 +460,8 @@ pub(crate) struct ServiceRuntime {
     pub(crate) max_queue: usize,
     /// Per-endpoint counters, indexed like `descriptor.endpoints`; `$SRV.STATS` reads them.
     pub(crate) stats: Arc<ServiceStats>,
+    /// The host's middleware, outermost first; empty (and never looked at further) without.
+    pub(crate) middleware: Arc<[Arc<dyn crate::Middleware>]>,
 }
 
 impl ServiceRuntime {
@@ -553,7 +560,7 @@ async fn handle(
     runtime: Arc<ServiceRuntime>,
     endpoint: &'static EndpointDescriptor,
     index: usize,
-    message: Message,
+    mut message: Message,
     reply: Subject,
     received: Instant,
     permit: Option<OwnedSemaphorePermit>,
@@ -565,7 +572,7 @@ async fn handle(
         service,
         endpoint.name,
         message.subject.clone(),
-        message.headers.as_ref(),
+        message.headers.take(),
         received,
         Some(default_timeout(endpoint)),
     );
@@ -605,43 +612,46 @@ async fn handle(
         };
 
         let outcome = match result {
-            Ok(body) => match runtime.connection.nats().publish(reply.clone(), body).await {
-                Ok(()) => {
-                    runtime.stats.record(index, received.elapsed(), None);
-                    Cow::Borrowed("ok")
+            Ok(body) => {
+                match publish_reply(&runtime.connection, &caller_view, &reply, body).await {
+                    Ok(()) => {
+                        runtime.stats.record(index, received.elapsed(), None);
+                        Cow::Borrowed("ok")
+                    }
+                    Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                        let error = ServiceError::payload_too_large(format!(
+                            "the result is larger than the server's max_payload of {} bytes",
+                            runtime.connection.max_payload()
+                        ));
+                        tracing::warn!(%error, "reply too large");
+                        send_error(&runtime.connection, reply, &error).await;
+                        runtime
+                            .stats
+                            .record(index, received.elapsed(), Some(&error));
+                        Cow::Borrowed(ServiceError::PAYLOAD_TOO_LARGE)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "failed to send the reply");
+                        let error =
+                            ServiceError::internal(format!("failed to send the reply: {error}"));
+                        runtime
+                            .stats
+                            .record(index, received.elapsed(), Some(&error));
+                        Cow::Borrowed("reply_failed")
+                    }
                 }
-                Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                    let error = ServiceError::payload_too_large(format!(
-                        "the result is larger than the server's max_payload of {} bytes",
-                        runtime.connection.max_payload()
-                    ));
-                    tracing::warn!(%error, "reply too large");
-                    send_error(&runtime.connection, reply, &error).await;
-                    runtime
-                        .stats
-                        .record(index, received.elapsed(), Some(&error));
-                    Cow::Borrowed(ServiceError::PAYLOAD_TOO_LARGE)
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "failed to send the reply");
-                    let error =
-                        ServiceError::internal(format!("failed to send the reply: {error}"));
-                    runtime
-                        .stats
-                        .record(index, received.elapsed(), Some(&error));
-                    Cow::Borrowed("reply_failed")
-                }
-            },
+            }
             Err(error) => {
                 if error.code() >= 500 {
                     tracing::warn!(%error, "call failed");
                 } else {
                     tracing::debug!(%error, "call answered with an error");
                 }
-                send_error(
+                send_error_with(
                     &runtime.connection,
                     reply,
                     &for_caller(&error, caller_view.call_id()),
+                    caller_view.take_reply_headers(),
                 )
                 .await;
                 runtime
@@ -674,9 +684,19 @@ pub(crate) async fn run_handler(
     payload: Bytes,
     deadline: Option<Instant>,
 ) -> Result<Bytes, ServiceError> {
-    // A binding may panic before it returns its future, or while it runs.
+    // A binding (or a middleware) may panic before it returns its future, or while it runs.
     let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        runtime.service.call(index, ctx, payload)
+        match runtime.descriptor.endpoint(index) {
+            Some(endpoint) if !runtime.middleware.is_empty() => crate::middleware::run(
+                &runtime.middleware,
+                &*runtime.service,
+                endpoint,
+                index,
+                ctx,
+                payload,
+            ),
+            _ => runtime.service.call(index, ctx, payload),
+        }
     }));
     let future = match call {
         Ok(future) => AssertUnwindSafe(future).catch_unwind(),
@@ -708,7 +728,7 @@ fn for_caller<'a>(error: &'a ServiceError, call_id: &str) -> Cow<'a, ServiceErro
     )))
 }
 
-fn panicked(panic: Box<dyn std::any::Any + Send>) -> ServiceError {
+pub(crate) fn panicked(panic: Box<dyn std::any::Any + Send>) -> ServiceError {
     let message = panic
         .downcast_ref::<&str>()
         .copied()
@@ -727,11 +747,21 @@ fn default_timeout(endpoint: &EndpointDescriptor) -> Duration {
 
 /// Answers with an error: the NATS micro headers plus the natsgen body.
 async fn send_error(connection: &Connection, reply: Subject, error: &ServiceError) {
+    send_error_with(connection, reply, error, None).await;
+}
+
+/// [`send_error`] with the headers the handler set on its reply (natsgen's win on a clash).
+async fn send_error_with(
+    connection: &Connection,
+    reply: Subject,
+    error: &ServiceError,
+    extra: Option<HeaderMap>,
+) {
     let client = connection.nats();
     let result = client
         .publish_with_headers(
             reply.clone(),
-            error_headers(error),
+            crate::middleware::merged(extra, error_headers(error)),
             crate::json::encode_error(error),
         )
         .await;
@@ -755,6 +785,24 @@ async fn send_error(connection: &Connection, reply: Subject, error: &ServiceErro
             }
         }
         Err(publish) => tracing::warn!(error = %publish, "failed to send an error reply"),
+    }
+}
+
+/// Sends a success reply, with the headers the handler set (if any).
+async fn publish_reply(
+    connection: &Connection,
+    ctx: &Context,
+    reply: &Subject,
+    body: Bytes,
+) -> Result<(), async_nats::PublishError> {
+    match ctx.take_reply_headers() {
+        None => connection.nats().publish(reply.clone(), body).await,
+        Some(headers) => {
+            connection
+                .nats()
+                .publish_with_headers(reply.clone(), headers, body)
+                .await
+        }
     }
 }
 

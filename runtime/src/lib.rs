@@ -30,6 +30,7 @@ pub mod headers;
 mod host;
 mod ids;
 mod json;
+pub mod middleware;
 pub mod resilience;
 mod service;
 mod stats;
@@ -48,6 +49,7 @@ pub use headers::TraceParent;
 pub use host::{
     Host, HostHandle, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUE,
 };
+pub use middleware::Middleware;
 pub use resilience::{CallRetry, CircuitBreakerConfig, CircuitState, ClientOptions};
 pub use streams::StreamSettings;
 pub use types::{Binary, Timestamp};

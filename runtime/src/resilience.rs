@@ -253,6 +253,7 @@ impl CallRetry {
 pub struct ClientOptions {
     retry: Option<CallRetry>,
     overrides: Vec<(String, CallRetry)>,
+    hooks: crate::middleware::ClientHooks,
 }
 
 impl ClientOptions {
@@ -293,8 +294,47 @@ impl ClientOptions {
             .filter(|retry| retry.max_attempts > 1)
     }
 
+    /// Sends header `name: value` with every call and event of the clients made with these
+    /// options, unless the call sets that header itself (e.g. a service token, a tenant). A
+    /// name or value NATS cannot carry fails each call with
+    /// [`CallError::Encode`](crate::CallError::Encode).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        self.hooks.headers.retain(|(existing, _)| *existing != name);
+        self.hooks.headers.push((name, value.into()));
+        self
+    }
+
+    /// Runs `interceptor` before every call and event of the clients made with these options
+    /// are sent, in the order added; it can read and change the headers, and an error stops the
+    /// call (see [`natsgen::middleware`](crate::middleware)).
+    ///
+    /// ```
+    /// use natsgen::ClientOptions;
+    ///
+    /// let options = ClientOptions::new().intercept(|call| {
+    ///     call.headers.push(("Authorization".into(), "Bearer s3cret".into()));
+    ///     Ok(())
+    /// });
+    /// ```
+    pub fn intercept(
+        mut self,
+        interceptor: impl Fn(&mut crate::middleware::OutgoingCall<'_>) -> Result<(), crate::ServiceError>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.hooks.intercept(interceptor);
+        self
+    }
+
+    /// The default headers and interceptors.
+    pub(crate) fn hooks(&self) -> &crate::middleware::ClientHooks {
+        &self.hooks
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
-        self.retry.is_none() && self.overrides.is_empty()
+        self.retry.is_none() && self.overrides.is_empty() && self.hooks.is_empty()
     }
 }
 

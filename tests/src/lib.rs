@@ -51,3 +51,6 @@ pub mod hygiene {
         ::natsgen::include_schema!("common");
     }
 }
+pub mod seams {
+    natsgen::include_schema!("seams");
+}
