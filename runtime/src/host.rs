@@ -449,7 +449,7 @@ pub(crate) struct ServiceRuntime {
     pub(crate) connection: Connection,
     /// The handler slots (`max_concurrency`), shared by RPC, async and event work.
     pub(crate) permits: Arc<Semaphore>,
-    max_concurrency: usize,
+    pub(crate) max_concurrency: usize,
     /// Requests and best-effort events waiting for a handler slot.
     pub(crate) queued: AtomicUsize,
     pub(crate) max_queue: usize,
