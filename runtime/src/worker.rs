@@ -88,6 +88,7 @@
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_nats::header::{HeaderValue, NATS_MESSAGE_ID};
@@ -103,7 +104,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::headers;
-use crate::host::{run_handler, ServiceRuntime};
+use crate::host::{poll_once, run_handler, ServiceRuntime};
 use crate::service::{Delivery, DeliveryMode, EndpointDescriptor, EndpointKind};
 use crate::streams::{self, dlq_subject};
 use crate::{Context, Error, ServiceError};
@@ -1362,8 +1363,12 @@ async fn run_with_progress(
     payload: Bytes,
     reply: &Subject,
 ) -> Option<Result<Bytes, ServiceError>> {
-    let every = lane.ack_wait / 3;
     let mut handler = pin!(run_handler(&lane.runtime, index, ctx, payload, None));
+    // Most handlers finish on their first poll: no timer and no watch for them.
+    if let Poll::Ready(result) = poll_once(handler.as_mut()).await {
+        return Some(result);
+    }
+    let every = lane.ack_wait / 3;
     let mut tick = pin!(tokio::time::sleep(every));
     let mut abandon = lane.abandon.clone();
     let mut abandoned = pin!(async move {
