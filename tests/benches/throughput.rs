@@ -269,7 +269,7 @@ impl Peer {
             Some(line) if line.trim() == "ready" => {}
             other => return Err(format!("{what}: expected `ready`, got {other:?}").into()),
         }
-        // Whatever else it prints is not read: keep the pipe open and drained.
+        // Whatever else it prints is read and dropped, so that the pipe never fills.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Peer { child, pid })
     }
