@@ -38,6 +38,7 @@ pub mod faults {
     natsgen::include_schema!("faults");
 }
 
+pub mod benchkit;
 pub mod chaos;
 pub mod proxy;
 
