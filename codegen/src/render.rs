@@ -20,9 +20,12 @@ use crate::validate::{wildcard_enum_name, DEFAULT_RETRY, DEFAULT_TIMEOUT_MS};
 const PRIVATE: &str = "__natsgen";
 
 /// On every generated item (the templates write the same): a binary crate that includes the code
-/// in a private module and uses only part of it gets no `dead_code` warnings, and descriptions,
-/// which are schema text rather than Rust docs, are not held to clippy's `doc_markdown`.
-const ITEM_ALLOWS: &str = "#[allow(dead_code, clippy::doc_markdown)]";
+/// in a private module and uses only part of it gets no `dead_code` warnings; descriptions, which
+/// are schema text rather than Rust docs, are not held to clippy's `doc_markdown`, nor the
+/// schema's own shapes (`optional<optional<T>>`, a map of empty structs) to its pedantic
+/// `option_option` and `zero_sized_map_values`.
+const ITEM_ALLOWS: &str =
+    "#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]";
 
 /// The line that names the runtime interface the generated code needs (see
 /// `natsgen::codegen::REQUIRES_NATSGEN_0_1`): with a runtime that cannot run it, the code fails to

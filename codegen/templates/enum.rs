@@ -7,7 +7,7 @@ pub enum {{ e.name }} {
 {%- endfor %}
 }
 
-#[allow(dead_code, clippy::doc_markdown)]
+#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
 impl {{ e.name }} {
     /// Every value, in declaration order.
     pub const ALL: &'static [Self] = &[{% for v in e.variants %}{% if !loop.first %}, {% endif %}Self::{{ v.name }}{% endfor %}];
@@ -34,7 +34,7 @@ impl __rt::fmt::Display for {{ e.name }} {
 impl __rt::FromStr for {{ e.name }} {
     type Err = __rt::ParseEnumError;
 
-    fn from_str(value: &str) -> __rt::Result<Self, Self::Err> {
+    fn from_str(value: &str) -> __rt::Result<Self, __rt::ParseEnumError> {
         match value {
 {%- for v in e.variants %}
             {{ v.wire }} => __rt::Result::Ok(Self::{{ v.name }}),

@@ -4,7 +4,7 @@
     use super::__rt;
 {%- for e in m.errors %}
 
-{{ e.docs.at("    ") }}    #[allow(dead_code, clippy::doc_markdown)]
+{{ e.docs.at("    ") }}    #[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
     #[derive(__rt::Debug, __rt::Clone, __rt::PartialEq)]
     pub enum {{ e.name }} {
 {%- for v in e.variants %}

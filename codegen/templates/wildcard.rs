@@ -1,4 +1,4 @@
-{{ w.docs.at("") }}#[allow(dead_code, clippy::doc_markdown)]
+{{ w.docs.at("") }}#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
 #[derive(__rt::Debug, __rt::Clone, __rt::PartialEq)]
 pub enum {{ w.name }} {
 {%- for v in w.variants %}
@@ -7,7 +7,7 @@ pub enum {{ w.name }} {
 {%- endfor %}
 }
 
-#[allow(dead_code, clippy::doc_markdown)]
+#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
 impl {{ w.name }} {
     /// The topic this event was published on.
     #[must_use]

@@ -1154,7 +1154,7 @@ impl Compiler {
             std::fs::copy(workspace.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
         }
         let mut lib =
-            String::from("//! Generated code of random schemas (see tests/compile_fuzz.rs).\n");
+            String::from("//! Generated code of random schemas (see `tests/compile_fuzz.rs`).\n");
         lib.push_str(
             "#![deny(warnings, rust_2018_idioms, missing_debug_implementations, missing_docs)]\n",
         );
