@@ -8,8 +8,13 @@
 //! 1. A request without a reply subject is ignored (debug log).
 //! 2. If the service runs `max_concurrency` handlers already, the request waits in a bounded
 //!    in-process queue (`max_queue`); when that is full too, it is answered `busy` (503).
-//! 3. One task is spawned for the request. It builds the [`Context`] from the headers (see
-//!    [`crate::headers`]); a request without a deadline header gets the method's schema timeout.
+//! 3. The request is handled in the endpoint's loop, without a task of its own, as far as its
+//!    first poll goes: it builds the [`Context`] from the headers (see [`crate::headers`]; a
+//!    request without a deadline header gets the method's schema timeout) and polls the handler
+//!    once. Only a call still pending then is spawned as a task, with a timer for its deadline;
+//!    most handlers finish on that first poll and cost neither. (So a handler that computes for a
+//!    long time before its first `.await` holds up its endpoint's next requests; such work
+//!    belongs in `tokio::task::spawn_blocking`.) A queued request is spawned at once.
 //! 4. A request whose deadline passed (also while queued) is answered `deadline_exceeded` (504)
 //!    without running. Otherwise the handler runs until the deadline; a handler still running then
 //!    is cancelled (its future dropped) and the caller gets 504.
@@ -41,9 +46,12 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_nats::client::PublishErrorKind;
@@ -454,7 +462,7 @@ pub(crate) struct ServiceRuntime {
     pub(crate) connection: Connection,
     /// The handler slots (`max_concurrency`), shared by RPC, async and event work.
     pub(crate) permits: Arc<Semaphore>,
-    max_concurrency: usize,
+    pub(crate) max_concurrency: usize,
     /// Requests and best-effort events waiting for a handler slot.
     pub(crate) queued: AtomicUsize,
     pub(crate) max_queue: usize,
@@ -543,7 +551,8 @@ async fn dispatch(
             None
         }
     };
-    tokio::spawn(handle(
+    let queued = permit.is_none();
+    let mut call = Box::pin(handle(
         Arc::clone(runtime),
         endpoint,
         index,
@@ -553,6 +562,32 @@ async fn dispatch(
         permit,
         guard.clone(),
     ));
+    if queued {
+        // It waits for a slot first: it would only be pending.
+        tokio::spawn(call);
+        return;
+    }
+    // Most handlers finish on their first poll: run it here, and spawn a task (which arms the
+    // deadline timer) only for a call that is still pending.
+    let first = std::future::poll_fn(|cx| {
+        Poll::Ready(std::panic::catch_unwind(AssertUnwindSafe(|| {
+            call.as_mut().poll(cx)
+        })))
+    })
+    .await;
+    match first {
+        Ok(Poll::Ready(())) => {}
+        Ok(Poll::Pending) => {
+            tokio::spawn(call);
+        }
+        // The handler's own panics are caught in `run_handler` and answered; this would be
+        // the runtime's own, which a spawned task would have lost the same way.
+        Err(_) => tracing::error!(
+            service = runtime.descriptor.name,
+            method = endpoint.name,
+            "handling a call panicked outside its handler; it got no reply"
+        ),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -702,6 +737,11 @@ pub(crate) async fn run_handler(
         Ok(future) => AssertUnwindSafe(future).catch_unwind(),
         Err(panic) => return Err(panicked(panic)),
     };
+    let mut future = pin!(future);
+    // No timer for a handler that finishes on its first poll.
+    if let Poll::Ready(finished) = poll_once(future.as_mut()).await {
+        return finished.unwrap_or_else(|panic| Err(panicked(panic)));
+    }
     let finished = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, future).await {
             Ok(finished) => finished,
@@ -714,6 +754,11 @@ pub(crate) async fn run_handler(
         None => future.await,
     };
     finished.unwrap_or_else(|panic| Err(panicked(panic)))
+}
+
+/// Polls `future` once, in the calling task.
+pub(crate) async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
 }
 
 /// The error as a remote caller sees it: an `internal` error's message (a panic message, an

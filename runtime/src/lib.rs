@@ -52,7 +52,13 @@ pub use host::{
 pub use middleware::Middleware;
 pub use resilience::{CallRetry, CircuitBreakerConfig, CircuitState, ClientOptions};
 pub use streams::StreamSettings;
-pub use types::{Binary, Timestamp};
+pub use types::{Binary, ParseEnumError, Timestamp};
+
+// What schema types and handlers name, so a user's crate needs no other dependency for them: the
+// `uuid` type is a `Uuid`, the `json` type a `Value` (build one with `natsgen::json!`).
+pub use serde_json::{json, Value};
+pub use uuid::Uuid;
+pub use {serde_json, time, uuid};
 
 /// Includes the code `natsgen-build` generated for a schema package into the current module.
 ///

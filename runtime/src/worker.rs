@@ -13,9 +13,11 @@
 //! memory, where it could outlive its ack wait:
 //!
 //! - While the consumer has a backlog (the `pending` count of the last delivery), the loop
-//!   waits for a free slot, reserves every free slot up to the backlog (at most 256), and asks for
-//!   exactly that many messages with `no_wait`; the unused reservations are released as soon as
-//!   the server answers.
+//!   waits until half the slots (or as many as the backlog, if fewer) are free, reserves every
+//!   free slot up to the backlog (at most 256), and asks for exactly that many messages with
+//!   `no_wait`; the unused reservations are released as soon as the server answers. So a busy
+//!   consumer is pulled in large batches, and the next pull goes out while the other half of the
+//!   previous batch is still being handled.
 //! - While it is idle, the loop waits until a slot is free, then long-polls for one message
 //!   (the pull expires after 10 s and is renewed) *without* holding a slot, so an idle consumer
 //!   never takes capacity from RPC. Should the slot be taken meanwhile, that one message waits for
@@ -86,6 +88,7 @@
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_nats::header::{HeaderValue, NATS_MESSAGE_ID};
@@ -101,7 +104,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::headers;
-use crate::host::{run_handler, ServiceRuntime};
+use crate::host::{poll_once, run_handler, ServiceRuntime};
 use crate::service::{Delivery, DeliveryMode, EndpointDescriptor, EndpointKind};
 use crate::streams::{self, dlq_subject};
 use crate::{Context, Error, ServiceError};
@@ -868,18 +871,25 @@ async fn pull_loop(
     let permits = &lane.runtime.permits;
     let mut backlog: u64 = 0;
     'pulling: loop {
+        // With a backlog, wait until half the slots (or as many as the backlog, if fewer) are
+        // free, so pulls stay large while handlers keep running: the next pull goes out while
+        // the other half of the previous batch is still being handled.
+        let want = usize::try_from(backlog).unwrap_or(MAX_BATCH).min(MAX_BATCH);
+        let threshold = (lane.runtime.max_concurrency / 2).clamp(1, want.max(1));
+        let threshold = u32::try_from(threshold).unwrap_or(1);
         let first = tokio::select! {
             biased;
             _ = &mut stop => break 'pulling,
-            permit = Arc::clone(permits).acquire_owned() => match permit {
+            permit = Arc::clone(permits).acquire_many_owned(threshold) => match permit {
                 Ok(permit) => permit,
                 Err(_) => break 'pulling,
             },
         };
         let (mut reserved, expires) = if backlog > 0 {
             let mut reserved = first;
-            let want = usize::try_from(backlog).unwrap_or(MAX_BATCH).min(MAX_BATCH);
-            let extra = want.saturating_sub(1).min(permits.available_permits());
+            let extra = want
+                .saturating_sub(reserved.num_permits())
+                .min(permits.available_permits());
             if let Ok(more) = u32::try_from(extra).map_err(|_| ()).and_then(|extra| {
                 Arc::clone(permits)
                     .try_acquire_many_owned(extra)
@@ -1353,8 +1363,12 @@ async fn run_with_progress(
     payload: Bytes,
     reply: &Subject,
 ) -> Option<Result<Bytes, ServiceError>> {
-    let every = lane.ack_wait / 3;
     let mut handler = pin!(run_handler(&lane.runtime, index, ctx, payload, None));
+    // Most handlers finish on their first poll: no timer and no watch for them.
+    if let Poll::Ready(result) = poll_once(handler.as_mut()).await {
+        return Some(result);
+    }
+    let every = lane.ack_wait / 3;
     let mut tick = pin!(tokio::time::sleep(every));
     let mut abandon = lane.abandon.clone();
     let mut abandoned = pin!(async move {
