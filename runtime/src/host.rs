@@ -295,6 +295,7 @@ impl Host {
             grace_period,
             discovery,
             abandon,
+            draining: Arc::default(),
         })
     }
 }
@@ -334,9 +335,17 @@ pub struct HostHandle {
     /// Set when the grace period is over: async and event handlers still running are cancelled
     /// and their messages nak'd.
     abandon: watch::Sender<bool>,
+    /// Set when shutdown begins; [`HostHandle::readiness`] reads it.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HostHandle {
+    /// Whether this host should get work (connected, bound, not shutting down); see
+    /// [`Readiness`](crate::health::Readiness).
+    pub fn readiness(&self) -> crate::health::Readiness {
+        crate::health::Readiness::new(self.connection.clone(), Arc::clone(&self.draining))
+    }
+
     /// The names of the services served.
     pub fn services(&self) -> Vec<&'static str> {
         self.runtimes
@@ -362,7 +371,9 @@ impl HostHandle {
             grace_period,
             discovery,
             abandon,
+            draining,
         } = self;
+        draining.store(true, Ordering::Relaxed);
         let now = Instant::now();
         // A grace period too long to represent waits "forever" (about thirty years).
         let deadline = now

@@ -27,9 +27,12 @@ pub mod discovery;
 mod error;
 mod events;
 pub mod headers;
+pub mod health;
 mod host;
 mod ids;
 mod json;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod middleware;
 pub mod resilience;
 mod service;

@@ -45,12 +45,21 @@ pub const MAX_LAST_ERROR_LEN: usize = 512;
 pub struct ServiceStats {
     started: String,
     endpoints: Box<[EndpointStats]>,
+    /// The `metrics` facade handles, indexed like `endpoints` (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    metrics: Vec<crate::metrics::EndpointMetrics>,
 }
 
 impl ServiceStats {
     /// Fresh statistics for every endpoint of `descriptor`, started now.
     pub fn new(descriptor: &ServiceDescriptor) -> Self {
-        Self::with_endpoints(descriptor.endpoints.len())
+        #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
+        let mut stats = Self::with_endpoints(descriptor.endpoints.len());
+        #[cfg(feature = "metrics")]
+        {
+            stats.metrics = crate::metrics::EndpointMetrics::for_service(descriptor);
+        }
+        stats
     }
 
     /// Fresh statistics for `count` endpoints, started now.
@@ -63,6 +72,8 @@ impl ServiceStats {
         ServiceStats {
             started,
             endpoints: (0..count).map(|_| EndpointStats::default()).collect(),
+            #[cfg(feature = "metrics")]
+            metrics: Vec::new(),
         }
     }
 
@@ -81,6 +92,10 @@ impl ServiceStats {
     pub fn record(&self, index: usize, elapsed: Duration, error: Option<&ServiceError>) {
         if let Some(endpoint) = self.endpoints.get(index) {
             endpoint.record(elapsed, error);
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = self.metrics.get(index) {
+            metrics.record(elapsed, error);
         }
     }
 }
