@@ -8,12 +8,24 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use natsgen_build::model::Model;
 use natsgen_build::{configure, load, write_if_changed, Diagnostics, Error, Formatting};
 
-const EXIT_CODES: &str = "\
+/// The exit codes, shown at the end of every command's `--help`.
+macro_rules! exit_codes {
+    () => {
+        "\
 Exit codes:
   0  success (diff: no breaking change)
   1  the schemas have problems, files differ from what would be written (--check),
      or diff found a breaking change
-  2  wrong usage, or a file or git version that cannot be read or written";
+  2  wrong usage, or a file or git version that cannot be read or written"
+    };
+}
+
+/// `after_help`: the examples, then the exit codes.
+macro_rules! examples {
+    ($($line:literal),+ $(,)?) => {
+        concat!($($line, "\n"),+, "\n", exit_codes!())
+    };
+}
 
 #[derive(Parser)]
 #[command(
@@ -23,7 +35,7 @@ Exit codes:
     long_about = "Typed NATS microservices from YAML schemas: check them, generate Rust, write \
                   their reference, AsyncAPI document and editor schema, and tell which changes \
                   break what is deployed.",
-    after_help = EXIT_CODES
+    after_help = exit_codes!()
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,16 +53,17 @@ enum DiffFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Validate schemas; print every problem of every file, exit 1 if there are any.
-    #[command(after_help = "Example:\n  natsgen check schemas/*.yaml")]
+    #[command(after_help = examples!("Example:", "  natsgen check schemas/*.yaml"))]
     Check {
         #[arg(required = true)]
         schemas: Vec<PathBuf>,
     },
     /// Generate `<package>.rs` for every package the schemas reach.
-    #[command(after_help = "\
-Examples:
-  natsgen generate schemas/ecommerce.yaml --out src/gen
-  natsgen generate schemas/ecommerce.yaml --out src/gen --check   # exit 1 when files differ")]
+    #[command(after_help = examples!(
+        "Examples:",
+        "  natsgen generate schemas/ecommerce.yaml --out src/gen",
+        "  natsgen generate schemas/ecommerce.yaml --out src/gen --check   # exit 1 when files differ",
+    ))]
     Generate {
         #[arg(required = true)]
         schemas: Vec<PathBuf>,
@@ -72,10 +85,11 @@ Examples:
         prettyplease: bool,
     },
     /// Write a Markdown reference, `<package>.md`, for every package the schemas reach.
-    #[command(after_help = "\
-Examples:
-  natsgen docs schemas/ecommerce.yaml --out docs/reference
-  natsgen docs schemas/ecommerce.yaml --out docs/reference --check   # exit 1 when stale")]
+    #[command(after_help = examples!(
+        "Examples:",
+        "  natsgen docs schemas/ecommerce.yaml --out docs/reference",
+        "  natsgen docs schemas/ecommerce.yaml --out docs/reference --check   # exit 1 when stale",
+    ))]
     Docs {
         #[arg(required = true)]
         schemas: Vec<PathBuf>,
@@ -87,9 +101,10 @@ Examples:
         check: bool,
     },
     /// Print the AsyncAPI 3.0 document (JSON) of a schema's package.
-    #[command(after_help = "\
-Example:
-  natsgen asyncapi schemas/ecommerce.yaml --out ecommerce.asyncapi.json")]
+    #[command(after_help = examples!(
+        "Example:",
+        "  natsgen asyncapi schemas/ecommerce.yaml --out ecommerce.asyncapi.json",
+    ))]
     Asyncapi {
         schema: PathBuf,
         /// Write to this file instead of standard output.
@@ -99,11 +114,12 @@ Example:
     /// Print the JSON Schema of the schema file format, for editors.
     #[command(
         name = "json-schema",
-        after_help = "\
-Example:
-  natsgen json-schema --out schemas/natsgen.schema.json
-then start a schema file with
-  # yaml-language-server: $schema=natsgen.schema.json"
+        after_help = examples!(
+            "Example:",
+            "  natsgen json-schema --out schemas/natsgen.schema.json",
+            "then start a schema file in that folder with",
+            "  # yaml-language-server: $schema=natsgen.schema.json",
+        )
     )]
     JsonSchema {
         /// Write to this file instead of standard output.
@@ -111,15 +127,22 @@ then start a schema file with
         out: Option<PathBuf>,
     },
     /// Compare two versions of a schema; exit 1 if a change breaks deployed clients or servers.
-    #[command(after_help = "\
-Examples:
-  natsgen diff old/ecommerce.yaml schemas/ecommerce.yaml
-  natsgen diff --against origin/main schemas/ecommerce.yaml           # the old version from git
-  natsgen diff --against v1.2.0 schemas/ecommerce.yaml --format json  # for CI")]
+    #[command(
+        override_usage = "natsgen diff [OPTIONS] <OLD> <NEW>\n       natsgen diff [OPTIONS] --against <REV> <NEW>",
+        after_help = examples!(
+            "Examples:",
+            "  natsgen diff old/ecommerce.yaml schemas/ecommerce.yaml",
+            "  natsgen diff --against origin/main schemas/ecommerce.yaml           # the old version from git",
+            "  natsgen diff --against v1.2.0 schemas/ecommerce.yaml --format json  # for CI",
+        )
+    )]
     Diff {
-        /// `<OLD> <NEW>`, or only `<NEW>` with `--against`.
-        #[arg(required = true, num_args = 1..=2, value_names = ["OLD", "NEW"])]
-        schemas: Vec<PathBuf>,
+        /// The old version (with `--against`: the new one).
+        #[arg(value_name = "OLD")]
+        first: PathBuf,
+        /// The new version.
+        #[arg(value_name = "NEW")]
+        second: Option<PathBuf>,
         /// Read the old version from this git revision (`git show <REV>:<path>`), imports
         /// included.
         #[arg(long, value_name = "REV")]
@@ -129,11 +152,12 @@ Examples:
         format: DiffFormat,
     },
     /// Print a shell completion script.
-    #[command(after_help = "\
-Examples:
-  natsgen completions bash > ~/.local/share/bash-completion/completions/natsgen
-  natsgen completions zsh > ~/.zfunc/_natsgen
-  natsgen completions fish > ~/.config/fish/completions/natsgen.fish")]
+    #[command(after_help = examples!(
+        "Examples:",
+        "  natsgen completions bash > ~/.local/share/bash-completion/completions/natsgen",
+        "  natsgen completions zsh > ~/.zfunc/_natsgen",
+        "  natsgen completions fish > ~/.config/fish/completions/natsgen.fish",
+    ))]
     Completions { shell: clap_complete::Shell },
 }
 
@@ -205,10 +229,14 @@ fn main() -> ExitCode {
             emit_json(&natsgen_build::json_schema::schema_format(), out.as_deref())
         }
         Command::Diff {
-            schemas,
+            first,
+            second,
             against,
             format,
-        } => diff(&schemas, against.as_deref(), format),
+        } => {
+            let schemas: Vec<PathBuf> = std::iter::once(first).chain(second).collect();
+            diff(&schemas, against.as_deref(), format)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
