@@ -323,7 +323,7 @@ impl Page<'_> {
                 }
                 self.line(&format!(
                     "Durable fire-and-forget: a JetStream publish on `{subject}`, stored in stream `ASYNC_{svc}` and processed by consumer `{svc}`; \
-                     the call returns once stored. A failed attempt is retried after {} up to {} attempt(s), then dead-lettered on `{}`.",
+                     the call returns once stored. Failed attempts are retried {} apart, {} attempt(s) in all; then the call is dead-lettered on `{}`.",
                     contract::duration(retry.backoff_ms),
                     retry.max_attempts,
                     contract::dlq_subject(s, &m.name),
@@ -340,6 +340,15 @@ impl Page<'_> {
                 None => "nothing (`null`)".to_string(),
             };
             self.line(&format!("Returns {returns}."));
+            self.blank();
+            let declared = if m.errors.is_empty() {
+                "Errors: only"
+            } else {
+                "Errors: the declared ones below, and"
+            };
+            self.line(&format!(
+                "{declared} the runtime's `bad_request` (400), `payload_too_large` (413), `internal` (500), `busy` (503) and `deadline_exceeded` (504)."
+            ));
             self.blank();
             if !m.errors.is_empty() {
                 self.line("| error | code | details | description |");
@@ -425,7 +434,7 @@ impl Page<'_> {
         self.line("## Events");
         self.blank();
         self.line(&format!(
-            "Published on their topic into stream `EVENTS_{}` (kept 7 days).",
+            "Published on their topic into stream `EVENTS_{}` (kept 7 days by default).",
             pkg.name
         ));
         self.blank();

@@ -88,7 +88,8 @@ fn the_reference_shows_methods_events_and_who_handles_them() {
         "Request-reply on `order_service.rpc.process_payment`, queue group `order_service`; timeout 10s",
         "| `PaymentDeclined` | 422 | `reason`: `string` | The gateway declined the payment. |",
         "| `order_id` | `string` | yes |  |",
-        "A failed attempt is retried after 2s up to 5 attempt(s), then dead-lettered on `natsgen.dlq.notification_service.send_email`.",
+        "Failed attempts are retried 2s apart, 5 attempt(s) in all; then the call is dead-lettered on `natsgen.dlq.notification_service.send_email`.",
+        "Errors: the declared ones below, and the runtime's `bad_request` (400)",
         "| [`orders.created`](#event-orderscreated) | `order_service.create_order` | `inventory_service.reserve_inventory`, `email_service.send_order_confirmation`, `analytics_service.track_order` |",
         "| [`batch.item_processed`](#event-batchitem_processed) | `batch_service.process_item` | `batch_monitor.on_item_processed` (broadcast) |",
         "| [`shipping.scheduled`](#event-shippingscheduled) | `shipping_service.schedule_shipping` | — |",
@@ -324,4 +325,56 @@ fn the_kept_format_schema_is_current() {
         "{} is stale; run `cargo run -p natsgen-build --features cli -- json-schema --out schemas/natsgen.schema.json`",
         path.display()
     );
+}
+
+/// Whether `instance` matches the payload of component message `message` of `doc`.
+fn payload_accepts(doc: &Value, message: &str, instance: &Value) -> bool {
+    let mut root = doc.clone();
+    root["$ref"] = format!("#/components/messages/{message}/payload").into();
+    let validator = jsonschema::validator_for(&root).unwrap_or_else(|e| panic!("{message}: {e}"));
+    validator.is_valid(instance)
+}
+
+#[test]
+fn asyncapi_payload_schemas_accept_the_wire_format_and_reject_other_shapes() {
+    let model = model(&repo().join("schemas/ecommerce.yaml"));
+    let doc = natsgen_build::asyncapi::document(&model, &model.packages[0]);
+    let pay = "order_service.process_payment";
+    let params = format!("{pay}.params");
+    assert!(payload_accepts(
+        &doc,
+        &params,
+        &serde_json::json!({"order_id": "o1", "amount": 5})
+    ));
+    assert!(!payload_accepts(
+        &doc,
+        &params,
+        &serde_json::json!({"order_id": 1, "amount": 5})
+    ));
+    assert!(!payload_accepts(
+        &doc,
+        &params,
+        &serde_json::json!({"order_id": "o1"})
+    ));
+    let result = serde_json::json!({"result": {
+        "order_id": "o1", "amount": 5.0, "status": "completed", "transaction_id": "txn_1",
+        "processed_at": "2026-01-02T03:04:05Z"}});
+    assert!(payload_accepts(&doc, &format!("{pay}.result"), &result));
+    let mut wrong = result.clone();
+    wrong["result"]["status"] = "refunded".into();
+    assert!(!payload_accepts(&doc, &format!("{pay}.result"), &wrong));
+    let declined = serde_json::json!({"error": {"kind": "PaymentDeclined",
+        "message": "The gateway declined the payment.", "details": {"reason": "limit"}}});
+    assert!(payload_accepts(&doc, &format!("{pay}.error"), &declined));
+    let busy = serde_json::json!({"error": {"kind": "busy", "message": "queue full"}});
+    assert!(payload_accepts(&doc, &format!("{pay}.error"), &busy));
+    let unknown = serde_json::json!({"error": {"kind": "Teapot", "message": "?"}});
+    assert!(!payload_accepts(&doc, &format!("{pay}.error"), &unknown));
+    let order = serde_json::json!({"order_id": "o1", "user_id": "u1", "total": 1.5,
+        "status": "created", "created_at": "2026-01-02T03:04:05Z",
+        "items": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 1.5}]});
+    assert!(payload_accepts(&doc, "event.orders.created", &order));
+    let mut negative = order.clone();
+    negative["items"][0]["quantity"] = (-1).into();
+    assert!(!payload_accepts(&doc, "event.orders.created", &negative));
 }
