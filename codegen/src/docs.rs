@@ -64,6 +64,16 @@ impl Page<'_> {
         self.out.push('\n');
     }
 
+    /// A heading, then the schema's description of what it names, when there is one.
+    fn heading(&mut self, heading: &str, description: Option<&str>) {
+        self.line(heading);
+        self.blank();
+        if let Some(d) = description {
+            self.line(&paragraph(d));
+            self.blank();
+        }
+    }
+
     /// A type expression with its named types linked to their sections.
     fn ty(&self, ty: &TypeRef) -> String {
         match ty {
@@ -276,12 +286,7 @@ impl Page<'_> {
         self.line("## Services");
         self.blank();
         for s in &self.package.services {
-            self.line(&format!("### Service {}", s.name));
-            self.blank();
-            if let Some(d) = &s.description {
-                self.line(&paragraph(d));
-                self.blank();
-            }
+            self.heading(&format!("### Service {}", s.name), s.description.as_deref());
             self.line(&format!(
                 "Version `{}`. Discovery: `nats micro info {}`.",
                 s.version.as_deref().unwrap_or("0.0.0"),
@@ -301,12 +306,10 @@ impl Page<'_> {
         let subject = contract::method_subject(s, m);
         match m.kind {
             MethodKind::Rpc => {
-                self.line(&format!("#### `{}.{}` (RPC)", s.name, m.name));
-                self.blank();
-                if let Some(d) = &m.description {
-                    self.line(&paragraph(d));
-                    self.blank();
-                }
+                self.heading(
+                    &format!("#### `{}.{}` (RPC)", s.name, m.name),
+                    m.description.as_deref(),
+                );
                 self.line(&format!(
                     "Request-reply on `{subject}`, queue group `{}`; timeout {} (a caller's deadline can shorten it).",
                     s.name,
@@ -315,12 +318,10 @@ impl Page<'_> {
             }
             MethodKind::Async => {
                 let retry = contract::retry(m.retry);
-                self.line(&format!("#### `{}.{}` (async)", s.name, m.name));
-                self.blank();
-                if let Some(d) = &m.description {
-                    self.line(&paragraph(d));
-                    self.blank();
-                }
+                self.heading(
+                    &format!("#### `{}.{}` (async)", s.name, m.name),
+                    m.description.as_deref(),
+                );
                 self.line(&format!(
                     "Durable fire-and-forget: a JetStream publish on `{subject}`, stored in stream `ASYNC_{svc}` and processed by consumer `{svc}`; \
                      the call returns once stored. Failed attempts are retried {} apart, {} attempt(s) in all; then the call is dead-lettered on `{}`.",
@@ -475,12 +476,7 @@ impl Page<'_> {
         }
         self.blank();
         for e in &pkg.events {
-            self.line(&format!("### Event {}", e.topic));
-            self.blank();
-            if let Some(d) = &e.description {
-                self.line(&paragraph(d));
-                self.blank();
-            }
+            self.heading(&format!("### Event {}", e.topic), e.description.as_deref());
             match &e.payload {
                 EventPayload::Named(t) => {
                     let line = format!("Payload: {}.", self.ty(t));
@@ -500,12 +496,7 @@ impl Page<'_> {
         self.line("## Types");
         self.blank();
         for t in &pkg.types {
-            self.line(&format!("### Type {}", t.name));
-            self.blank();
-            if let Some(d) = &t.description {
-                self.line(&paragraph(d));
-                self.blank();
-            }
+            self.heading(&format!("### Type {}", t.name), t.description.as_deref());
             match &t.body {
                 TypeBody::Struct(fields) => self.fields_table(fields, "field"),
                 TypeBody::Enum(values) => {

@@ -22,7 +22,7 @@ pub fn schema_format() -> Value {
     };
     json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
-        "$id": "https://github.com/natsgen/natsgen/schemas/natsgen.schema.json",
+        "$id": "https://raw.githubusercontent.com/natsgen/natsgen/main/schemas/natsgen.schema.json",
         "title": "natsgen schema",
         "description": "A natsgen schema file (format version 1): types, events and services of one package. See docs/SCHEMA.md.",
         "type": "object",

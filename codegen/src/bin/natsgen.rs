@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use natsgen_build::model::Model;
 use natsgen_build::{configure, load, write_if_changed, Diagnostics, Error, Formatting};
 
@@ -50,6 +50,27 @@ enum DiffFormat {
     Json,
 }
 
+/// The schemas a command that writes files reads, and where the files go.
+#[derive(Args)]
+struct Files {
+    #[arg(required = true)]
+    schemas: Vec<PathBuf>,
+    /// Output directory.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Write nothing; exit 1 if any file on disk differs from what would be written.
+    #[arg(long)]
+    check: bool,
+}
+
+/// Where a command that prints one document sends it.
+#[derive(Args)]
+struct Output {
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Validate schemas; print every problem of every file, exit 1 if there are any.
@@ -65,14 +86,8 @@ enum Command {
         "  natsgen generate schemas/ecommerce.yaml --out src/gen --check   # exit 1 when files differ",
     ))]
     Generate {
-        #[arg(required = true)]
-        schemas: Vec<PathBuf>,
-        /// Output directory.
-        #[arg(long, short)]
-        out: PathBuf,
-        /// Write nothing; exit 1 if any file on disk differs from what would be generated.
-        #[arg(long)]
-        check: bool,
+        #[command(flatten)]
+        files: Files,
         /// Generate no clients.
         #[arg(long)]
         no_client: bool,
@@ -91,14 +106,8 @@ enum Command {
         "  natsgen docs schemas/ecommerce.yaml --out docs/reference --check   # exit 1 when stale",
     ))]
     Docs {
-        #[arg(required = true)]
-        schemas: Vec<PathBuf>,
-        /// Output directory.
-        #[arg(long, short)]
-        out: PathBuf,
-        /// Write nothing; exit 1 if any file on disk differs from what would be written.
-        #[arg(long)]
-        check: bool,
+        #[command(flatten)]
+        files: Files,
     },
     /// Print the AsyncAPI 3.0 document (JSON) of a schema's package.
     #[command(after_help = examples!(
@@ -107,9 +116,8 @@ enum Command {
     ))]
     Asyncapi {
         schema: PathBuf,
-        /// Write to this file instead of standard output.
-        #[arg(long, short)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: Output,
     },
     /// Print the JSON Schema of the schema file format, for editors.
     #[command(
@@ -122,9 +130,8 @@ enum Command {
         )
     )]
     JsonSchema {
-        /// Write to this file instead of standard output.
-        #[arg(long, short)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: Output,
     },
     /// Compare two versions of a schema; exit 1 if a change breaks deployed clients or servers.
     #[command(
@@ -212,22 +219,17 @@ fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Command::Check { schemas } => check(&schemas),
         Command::Generate {
-            schemas,
-            out,
-            check,
+            files,
             no_client,
             no_server,
             prettyplease,
-        } => generate(&schemas, &out, check, no_client, no_server, prettyplease),
-        Command::Docs {
-            schemas,
-            out,
-            check,
-        } => docs(&schemas, &out, check),
-        Command::Asyncapi { schema, out } => asyncapi(&schema, out.as_deref()),
-        Command::JsonSchema { out } => {
-            emit_json(&natsgen_build::json_schema::schema_format(), out.as_deref())
-        }
+        } => generate(&files, no_client, no_server, prettyplease),
+        Command::Docs { files } => docs(&files),
+        Command::Asyncapi { schema, output } => asyncapi(&schema, output.out.as_deref()),
+        Command::JsonSchema { output } => emit_json(
+            &natsgen_build::json_schema::schema_format(),
+            output.out.as_deref(),
+        ),
         Command::Diff {
             first,
             second,
@@ -276,14 +278,7 @@ fn check(schemas: &[PathBuf]) -> Outcome {
     Ok(())
 }
 
-fn generate(
-    schemas: &[PathBuf],
-    out: &Path,
-    check: bool,
-    no_client: bool,
-    no_server: bool,
-    prettyplease: bool,
-) -> Outcome {
+fn generate(files: &Files, no_client: bool, no_server: bool, prettyplease: bool) -> Outcome {
     let builder = configure()
         .formatting(if prettyplease {
             Formatting::Prettyplease
@@ -293,7 +288,7 @@ fn generate(
         .build_client(!no_client)
         .build_server(!no_server)
         .emit_rerun_if_changed(false);
-    let files = match builder.generate(schemas) {
+    let generated = match builder.generate(&files.schemas) {
         Ok(f) => f,
         Err(Error::Schema(d)) => return Err(report(&d)),
         Err(e) => {
@@ -301,13 +296,17 @@ fn generate(
             return Err(Failure::Found);
         }
     };
-    let files: Vec<(String, String)> = files.into_iter().map(|f| (f.file_name, f.code)).collect();
-    write_outputs(out, &files, check, "natsgen generate")
+    let generated: Vec<(String, String)> = generated
+        .into_iter()
+        .map(|f| (f.file_name, f.code))
+        .collect();
+    write_outputs(files, &generated, "natsgen generate")
 }
 
 /// Writes `(file name, content)` into `out`, or with `check` compares them with what is there.
-fn write_outputs(out: &Path, files: &[(String, String)], check: bool, command: &str) -> Outcome {
-    if check {
+fn write_outputs(target: &Files, files: &[(String, String)], command: &str) -> Outcome {
+    let out = &target.out;
+    if target.check {
         let mut stale = 0;
         for (name, content) in files {
             let path = out.join(name);
@@ -338,9 +337,9 @@ fn write_outputs(out: &Path, files: &[(String, String)], check: bool, command: &
     Ok(())
 }
 
-fn docs(schemas: &[PathBuf], out: &Path, check: bool) -> Outcome {
-    let model = load_model(schemas)?;
-    let files: Vec<(String, String)> = model
+fn docs(files: &Files) -> Outcome {
+    let model = load_model(&files.schemas)?;
+    let pages: Vec<(String, String)> = model
         .packages
         .iter()
         .map(|p| {
@@ -350,7 +349,7 @@ fn docs(schemas: &[PathBuf], out: &Path, check: bool) -> Outcome {
             )
         })
         .collect();
-    write_outputs(out, &files, check, "natsgen docs")
+    write_outputs(files, &pages, "natsgen docs")
 }
 
 fn emit_json(value: &serde_json::Value, out: Option<&Path>) -> Outcome {
