@@ -108,6 +108,20 @@ fn is_optional(f: &Field) -> bool {
     matches!(f.ty, TypeRef::Optional(_))
 }
 
+/// Whether two packages declare a service, event or type of the same name: what makes a
+/// package that disappeared and one that appeared a rename rather than two changes.
+fn shares_a_name(a: &Package, b: &Package) -> bool {
+    a.services
+        .iter()
+        .any(|s| b.services.iter().any(|t| t.name == s.name))
+        || a.events
+            .iter()
+            .any(|e| b.events.iter().any(|f| f.topic == e.topic))
+        || a.types
+            .iter()
+            .any(|x| b.types.iter().any(|y| y.name == x.name))
+}
+
 fn mode_name(m: Mode) -> &'static str {
     match m {
         Mode::Shared => "shared",
@@ -166,7 +180,11 @@ impl<'m> Differ<'m> {
             .iter()
             .filter_map(|p| find(&self.new.packages, |q| q.name == p.name).map(|q| (p, q)))
             .collect();
-        if let ([old], [new]) = (removed.as_slice(), added.as_slice()) {
+        let renamed = match (removed.as_slice(), added.as_slice()) {
+            ([old], [new]) if shares_a_name(old, new) => Some((*old, *new)),
+            _ => None,
+        };
+        if let Some((old, new)) = renamed {
             self.breaking(
                 "package_renamed",
                 new.name.clone(),
@@ -183,6 +201,9 @@ impl<'m> Differ<'m> {
                     p.name.clone(),
                     "package removed, with its services, events and types",
                 );
+                for e in &p.events {
+                    self.moved(p, &e.topic);
+                }
             }
             for p in added {
                 self.compatible("package_added", p.name.clone(), "package added");
@@ -327,17 +348,7 @@ impl<'m> Differ<'m> {
             .collect();
         let mut renamed_to: BTreeSet<&str> = BTreeSet::new();
         for e in &removed {
-            if self
-                .new
-                .packages
-                .iter()
-                .any(|p| p.events.iter().any(|n| n.topic == e.topic))
-            {
-                self.breaking(
-                    "event_moved",
-                    e.topic.clone(),
-                    format!("event moved out of package '{}': it is stored in another stream, EVENTS_<package>", old.name),
-                );
+            if self.moved(old, &e.topic) {
                 continue;
             }
             let twin = added
@@ -400,6 +411,28 @@ impl<'m> Differ<'m> {
         }
     }
 
+    /// Reports `topic`, gone from package `old`, when another package of the new version
+    /// declares it; returns whether one does.
+    fn moved(&mut self, old: &Package, topic: &str) -> bool {
+        let Some(now) = self
+            .new
+            .packages
+            .iter()
+            .find(|p| p.name != old.name && p.events.iter().any(|e| e.topic == topic))
+        else {
+            return false;
+        };
+        self.breaking(
+            "event_moved",
+            topic.to_string(),
+            format!(
+                "event moved from package '{}' to '{}': it is stored in stream EVENTS_{} instead of EVENTS_{}",
+                old.name, now.name, now.name, old.name
+            ),
+        );
+        true
+    }
+
     /// The fields an event payload travels as, when it is an object.
     fn payload_fields(&self, model: &Model, payload: &EventPayload) -> Option<Vec<Field>> {
         match payload {
@@ -421,41 +454,66 @@ impl<'m> Differ<'m> {
 
     fn services(&mut self, old: &Package, new: &Package) {
         for s in &old.services {
-            let Some(n) = find(&new.services, |n| n.name == s.name) else {
-                if s.methods.is_empty() {
-                    self.compatible(
-                        "service_removed",
-                        s.name.clone(),
-                        "service removed; it had no methods, so no caller depends on it (its durable consumers stay on the server until deleted)",
-                    );
-                } else {
-                    self.breaking(
-                        "service_removed",
-                        s.name.clone(),
-                        "service removed: deployed clients calling its methods get no responders",
-                    );
-                }
+            if let Some(n) = find(&new.services, |n| n.name == s.name) {
+                self.service(s, n);
                 continue;
-            };
-            if s.version != n.version {
+            }
+            let elsewhere = self
+                .new
+                .packages
+                .iter()
+                .filter(|p| p.name != new.name)
+                .find_map(|p| find(&p.services, |n| n.name == s.name).map(|n| (p, n)));
+            if let Some((package, n)) = elsewhere {
                 self.compatible(
-                    "version_changed",
+                    "service_moved",
                     s.name.clone(),
                     format!(
-                        "version {} -> {}",
-                        s.version.as_deref().unwrap_or("0.0.0"),
-                        n.version.as_deref().unwrap_or("0.0.0")
+                        "service moved to package '{}': its subjects do not change",
+                        package.name
                     ),
                 );
+                self.service(s, n);
+            } else if s.methods.is_empty() {
+                self.compatible(
+                    "service_removed",
+                    s.name.clone(),
+                    "service removed; it had no methods, so no caller depends on it (its durable consumers stay on the server until deleted)",
+                );
+            } else {
+                self.breaking(
+                    "service_removed",
+                    s.name.clone(),
+                    "service removed: deployed clients calling its methods get no responders",
+                );
             }
-            self.methods(s, n);
-            self.handlers(s, n);
         }
         for n in &new.services {
-            if !old.services.iter().any(|s| s.name == n.name) {
+            let existed = self
+                .old
+                .packages
+                .iter()
+                .any(|p| p.services.iter().any(|s| s.name == n.name));
+            if !existed {
                 self.compatible("service_added", n.name.clone(), "service added");
             }
         }
+    }
+
+    fn service(&mut self, old: &Service, new: &Service) {
+        if old.version != new.version {
+            self.compatible(
+                "version_changed",
+                old.name.clone(),
+                format!(
+                    "version {} -> {}",
+                    old.version.as_deref().unwrap_or("0.0.0"),
+                    new.version.as_deref().unwrap_or("0.0.0")
+                ),
+            );
+        }
+        self.methods(old, new);
+        self.handlers(old, new);
     }
 
     fn methods(&mut self, old: &Service, new: &Service) {

@@ -554,3 +554,80 @@ fn the_json_report_counts_both_kinds() {
     assert_eq!(json["changes"][0]["rule"], "enum_value_removed");
     assert_eq!(json["changes"][1]["rule"], "version_changed");
 }
+
+/// Loads the schemas `files` (name, text) written into one folder; the first is the root.
+fn models(files: &[(&str, &str)]) -> Model {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write");
+    }
+    let loaded = natsgen_build::load(&[dir.path().join(files[0].0)]);
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "{}",
+        loaded.diagnostics.render()
+    );
+    loaded.model.expect("model")
+}
+
+const COMMON: &str = "natsgen: 1\npackage: common\nevents:\n  stock.low: {fields: {sku: string}}\n";
+const APP: &str = "natsgen: 1\npackage: app\nimports: [common.yaml]\nservices:\n  watcher:\n    handles:\n      stock.low: alert\n";
+
+#[test]
+fn event_moved_to_another_package() {
+    let old = models(&[("app.yaml", APP), ("common.yaml", COMMON)]);
+    let moved = "natsgen: 1\npackage: app\nevents:\n  stock.low: {fields: {sku: string}}\nservices:\n  watcher:\n    handles:\n      stock.low: alert\n";
+    let new = models(&[("app.yaml", moved)]);
+    let all = diff(&old, &new);
+    assert!(
+        all.iter().any(|c| c.rule == "event_moved"
+            && c.path == "stock.low"
+            && c.severity == Severity::Breaking),
+        "{all:#?}"
+    );
+}
+
+#[test]
+fn package_removed_and_added() {
+    let other = "natsgen: 1\npackage: other\nevents:\n  stock.high: {fields: {sku: string}}\n";
+    let app = APP
+        .replace("stock.low: alert", "stock.high: alert")
+        .replace("common.yaml", "other.yaml");
+    let old = models(&[("app.yaml", APP), ("common.yaml", COMMON)]);
+    let new = models(&[("app.yaml", &app), ("other.yaml", other)]);
+    let all = diff(&old, &new);
+    // Two packages in each version with one of them swapped is a removal and an addition, not a
+    // rename.
+    let find = |rule: &str, path: &str| {
+        all.iter()
+            .find(|c| c.rule == rule && c.path == path)
+            .map(|c| c.severity)
+    };
+    assert_eq!(
+        find("package_removed", "common"),
+        Some(Severity::Breaking),
+        "{all:#?}"
+    );
+    assert_eq!(
+        find("package_added", "other"),
+        Some(Severity::Compatible),
+        "{all:#?}"
+    );
+    assert_eq!(find("package_renamed", "other"), None, "{all:#?}");
+}
+
+#[test]
+fn service_moved_to_another_package_keeps_its_subjects() {
+    let old = models(&[("app.yaml", APP), ("common.yaml", COMMON)]);
+    let app = "natsgen: 1\npackage: app\nimports: [common.yaml]\n";
+    let common = format!("{COMMON}services:\n  watcher:\n    handles:\n      stock.low: alert\n");
+    let new = models(&[("app.yaml", app), ("common.yaml", &common)]);
+    let all = diff(&old, &new);
+    assert!(
+        all.iter()
+            .any(|c| c.rule == "service_moved" && c.path == "watcher"),
+        "{all:#?}"
+    );
+    assert!(!is_breaking(&all), "{all:#?}");
+    assert!(!all.iter().any(|c| c.rule == "service_added"), "{all:#?}");
+}
