@@ -18,9 +18,14 @@
 //! [`format`](crate::format) (the header; on request a `syn` check or `prettyplease`). [`Builder`]
 //! and the `natsgen` CLI only wire these together.
 
+pub mod asyncapi;
 mod builder;
+mod contract;
 pub mod diagnostic;
+pub mod diff;
+pub mod docs;
 mod format;
+pub mod json_schema;
 pub mod model;
 mod names;
 mod parse;
