@@ -297,7 +297,7 @@ impl ClientOptions {
     /// Sends header `name: value` with every call and event of the clients made with these
     /// options, unless the call sets that header itself (e.g. a service token, a tenant). A
     /// name or value NATS cannot carry fails each call with
-    /// [`CallError::Encode`](crate::CallError::Encode).
+    /// [`CallError::Encode`].
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let name = name.into();
         self.hooks.headers.retain(|(existing, _)| *existing != name);
