@@ -164,8 +164,10 @@ impl Context {
     /// with a warning). natsgen's own headers are readable too, but [`Context::call_id`] and the
     /// other accessors give their validated values.
     ///
-    /// ```ignore
+    /// ```
+    /// # fn f(ctx: &natsgen::Context) {
     /// let tenant = ctx.header("X-Tenant").unwrap_or("default");
+    /// # }
     /// ```
     pub fn header(&self, name: &str) -> Option<&str> {
         let headers = self.inner.headers.as_ref()?;
