@@ -301,7 +301,17 @@ impl Diagnostics {
 
     /// Renders every diagnostic as text (no colours), the way `natsgen check` prints them.
     pub fn render(&self) -> String {
-        let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
+        self.render_styled(false)
+    }
+
+    /// Renders every diagnostic as text, in ANSI colours when `color` is set (for a terminal).
+    pub fn render_styled(&self, color: bool) -> String {
+        let theme = if color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::unicode_nocolor()
+        };
+        let handler = GraphicalReportHandler::new_themed(theme)
             .with_width(100)
             .with_links(false);
         let mut out = String::new();

@@ -12,15 +12,20 @@
 //!
 //! and include the result with `pub mod ecommerce { natsgen::include_schema!("ecommerce"); }`.
 //!
-//! The pipeline runs one way: [`parse`](crate::parse) (YAML → nodes with positions) →
-//! [`validate`](crate::validate) (nodes → the checked [`model`], every problem collected) →
-//! [`render`](crate::render) (askama templates → formatted Rust source) →
-//! [`format`](crate::format) (the header; on request a `syn` check or `prettyplease`). [`Builder`]
-//! and the `natsgen` CLI only wire these together.
+//! The pipeline runs one way: `parse` (YAML → nodes with positions) → `validate` (nodes → the
+//! checked [`model`], every problem collected; [`load`] runs both) → `render` (askama templates →
+//! formatted Rust source) → `format` (the header; on request a `syn` check or `prettyplease`, see
+//! [`Formatting`]). [`Builder`] and the `natsgen` CLI only wire these together; [`docs`],
+//! [`asyncapi`], [`json_schema`] and [`diff`] read the same model.
 
+pub mod asyncapi;
 mod builder;
+mod contract;
 pub mod diagnostic;
+pub mod diff;
+pub mod docs;
 mod format;
+pub mod json_schema;
 pub mod model;
 mod names;
 mod parse;

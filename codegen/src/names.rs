@@ -58,6 +58,25 @@ pub fn member(name: &str) -> String {
     escape(&out)
 }
 
+/// The primitive types: a module of one of these names would hide the type from the code around
+/// it (generated and derived code names `u32`, `str`, `usize`, ...).
+const PRIMITIVES: &[&str] = &[
+    "bool", "char", "str", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64",
+    "u128", "usize", "f16", "f32", "f64", "f128",
+];
+
+/// The module of a service's generated error enums: the service name as a method's Rust name
+/// (`order_service`, `a__b` → `a_b`, `match` → `r#match`), with a `_` after the name of a
+/// primitive type (`u32` → `u32_`).
+pub fn service_module(service: &str) -> String {
+    let name = member(service);
+    if PRIMITIVES.contains(&name.as_str()) {
+        format!("{name}_")
+    } else {
+        name
+    }
+}
+
 /// Whether rustc's `non_snake_case` lint accepts `name` as written: no `__` between its first and
 /// last non-`_` characters.
 pub fn is_lint_snake_case(name: &str) -> bool {
@@ -137,6 +156,9 @@ mod tests {
         assert_eq!(member("a___b__"), "a_b_");
         assert_eq!(member("fn"), "r#fn");
         assert_eq!(member("self__"), "self_");
+        assert_eq!(service_module("order_service"), "order_service");
+        assert_eq!(service_module("u32"), "u32_");
+        assert_eq!(service_module("match"), "r#match");
         assert!(!is_lint_snake_case("a__pkg"));
         assert!(is_lint_snake_case("a_pkg_"));
     }

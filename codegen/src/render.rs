@@ -19,6 +19,28 @@ use crate::validate::{wildcard_enum_name, DEFAULT_RETRY, DEFAULT_TIMEOUT_MS};
 /// The private module of generated helpers.
 const PRIVATE: &str = "__natsgen";
 
+/// On every generated item (the templates write the same): a binary crate that includes the code
+/// in a private module and uses only part of it gets no `dead_code` warnings; descriptions, which
+/// are schema text rather than Rust docs, are not held to clippy's `doc_markdown`, nor the
+/// schema's own shapes (`optional<optional<T>>`, a map of empty structs) to its pedantic
+/// `option_option` and `zero_sized_map_values`.
+const ITEM_ALLOWS: &str =
+    "#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]";
+
+/// The line that names the runtime interface the generated code needs (see
+/// `natsgen::codegen::REQUIRES_NATSGEN_0_1`): with a runtime that cannot run it, the code fails to
+/// compile with an error naming the version. Runtime 0.x versions differ in their interface, 1.x
+/// and later keep it within a major version.
+fn runtime_check() -> String {
+    let major = env!("CARGO_PKG_VERSION_MAJOR");
+    let version = if major == "0" {
+        format!("0_{}", env!("CARGO_PKG_VERSION_MINOR"))
+    } else {
+        major.to_string()
+    };
+    format!("// Fails to compile against a `natsgen` runtime that cannot run this code.\nconst _: () = __rt::REQUIRES_NATSGEN_{version};\n")
+}
+
 /// Rendering settings from the [`Builder`](crate::Builder).
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -90,15 +112,35 @@ fn method_allows(name: &str) -> Lines {
     )
 }
 
-/// The `#[allow]`s of a generated method: `too_many_arguments` past clippy's 7, then those its
-/// name needs.
-fn member_allows(name: &str, many_args: bool) -> Lines {
+/// The `#[allow]`s of a generated method: `too_many_arguments` past clippy's 7, pedantic's
+/// `many_single_char_names` from 4 one-letter params (the schema's names), then those its name
+/// needs.
+fn member_allows(name: &str, many_args: bool, one_letter_args: usize) -> Lines {
     let mut lines = Lines::default();
     if many_args {
         lines.0.push("#[allow(clippy::too_many_arguments)]".into());
     }
+    if one_letter_args >= 4 {
+        lines
+            .0
+            .push("#[allow(clippy::many_single_char_names)]".into());
+    }
     lines.extend(method_allows(name));
     lines
+}
+
+/// An integer literal with `_` between groups of three digits (`120_000`), as clippy's
+/// `unreadable_literal` asks.
+fn int_lit(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('_');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn lit(s: &str) -> String {
@@ -193,15 +235,21 @@ pub struct FieldView {
     docs: Lines,
     name: String,
     ty: String,
+    /// What `Display` of an error variant writes before the field's value: ` (name: ` for the
+    /// first field, `, name: ` for the others.
+    display_label: String,
 }
 
 pub struct EnumView {
     head: String,
     name: String,
+    /// The schema's name of the enum, as a literal.
+    wire_name: String,
     variants: Vec<VariantView>,
 }
 
 pub struct VariantView {
+    doc: String,
     name: String,
     wire: String,
 }
@@ -248,15 +296,26 @@ pub struct ErrorVariant {
     name: String,
     wire: String,
     message: String,
+    /// What `Display` writes first: the name, and the description when there is one.
+    display: String,
     details: String,
     fields: Vec<FieldView>,
+}
+
+/// A service's error enums, in a module named after the service.
+pub struct ErrorModuleView {
+    docs: Lines,
+    module: String,
+    errors: Vec<ErrorView>,
+    /// The enums also re-exported at the package's root (those whose name nothing else takes).
+    aliases: Vec<String>,
 }
 
 #[derive(Template)]
 #[template(path = "errors.rs", escape = "none")]
 struct ErrorsTemplate<'a> {
     private: &'a str,
-    errors: Vec<ErrorView>,
+    modules: Vec<ErrorModuleView>,
 }
 
 pub struct ServiceView {
@@ -396,10 +455,11 @@ fn endpoint_base() -> Vec<String> {
         "name: \"\",".into(),
         "kind: __rt::EndpointKind::Rpc,".into(),
         "subject: \"\",".into(),
-        format!("timeout_ms: {DEFAULT_TIMEOUT_MS},"),
+        format!("timeout_ms: {},", int_lit(DEFAULT_TIMEOUT_MS)),
         format!(
             "retry: __rt::RetryPolicy {{ max_attempts: {}, backoff_ms: {} }},",
-            DEFAULT_RETRY.max_attempts, DEFAULT_RETRY.backoff_ms
+            DEFAULT_RETRY.max_attempts,
+            int_lit(DEFAULT_RETRY.backoff_ms)
         ),
         "mode: __rt::DeliveryMode::Shared,".into(),
         "delivery: __rt::Delivery::Durable,".into(),
@@ -419,12 +479,13 @@ fn endpoint_view(e: Endpoint<'_>, schemas: &mut SchemaTable) -> EndpointView {
         fields.insert(1, format!("kind: __rt::EndpointKind::{},", e.kind));
     }
     if e.timeout_ms != DEFAULT_TIMEOUT_MS {
-        fields.push(format!("timeout_ms: {},", e.timeout_ms));
+        fields.push(format!("timeout_ms: {},", int_lit(e.timeout_ms)));
     }
     if e.retry != DEFAULT_RETRY {
         fields.push(format!(
             "retry: __rt::RetryPolicy {{ max_attempts: {}, backoff_ms: {} }},",
-            e.retry.max_attempts, e.retry.backoff_ms
+            int_lit(u64::from(e.retry.max_attempts)),
+            int_lit(e.retry.backoff_ms)
         ));
     }
     if e.mode != "Shared" {
@@ -524,20 +585,40 @@ impl Renderer<'_> {
             }
         }
 
-        let mut errors = Vec::new();
+        let mut modules = Vec::new();
         let mut private_structs = Vec::new();
+        let aliased = crate::validate::error_enum_aliases(p);
         for (si, s) in p.services.iter().enumerate() {
+            let mut errors = Vec::new();
+            let mut aliases = Vec::new();
             for (mi, m) in s.methods.iter().enumerate() {
                 if !m.errors.is_empty() {
-                    errors.push(self.error_view(m, si, mi, &mut private_structs));
+                    let view = self.error_view(m, si, mi, &mut private_structs);
+                    if aliased.contains(&(s.name.clone(), m.name.clone())) {
+                        aliases.push(view.name.clone());
+                    }
+                    errors.push(view);
                 }
+            }
+            if !errors.is_empty() {
+                let mut docs = Lines::default();
+                docs.push_doc(&format!(
+                    "The error enums of the methods of `{}` that declare `errors:`.",
+                    s.name
+                ));
+                modules.push(ErrorModuleView {
+                    docs,
+                    module: names::service_module(&s.name),
+                    errors,
+                    aliases,
+                });
             }
         }
         if self.options.server || self.options.client {
             out.push_str(
                 &ErrorsTemplate {
-                    private: PRIVATE,
-                    errors,
+                    private: "super::__natsgen",
+                    modules,
                 }
                 .render()?,
             );
@@ -604,14 +685,14 @@ impl Renderer<'_> {
             .render()?,
         );
         // The one name a generated file adds to the module it is included into besides its
-        // items; names with `__` are reserved, so no schema name can clash with it. An empty
-        // schema does not use it, and an unused import would warn.
+        // items; names with `__` are reserved, so no schema name can clash with it. The runtime
+        // check uses it, so even an empty schema's import is used.
         let code = tidy(&out);
-        if code.contains("__rt::") || code.contains("use super::__rt;") {
-            Ok(format!("use {}::codegen as __rt;\n\n{code}", self.rt))
-        } else {
-            Ok(code)
-        }
+        Ok(format!(
+            "use {}::codegen as __rt;\n\n{}\n{code}",
+            self.rt,
+            runtime_check()
+        ))
     }
 
     fn derives(&self, base: &[&str]) -> Vec<String> {
@@ -629,8 +710,15 @@ impl Renderer<'_> {
     }
 
     /// Docs, the builder's type attributes and the derive of a schema type.
-    fn type_head(&self, description: Option<&str>, base: &[&str]) -> String {
+    fn type_head(&self, description: Option<&str>, name: &str, base: &[&str]) -> String {
         let mut head = docs(description);
+        if head.0.is_empty() {
+            head.push_doc(&format!(
+                "The `{name}` type of package `{}`.",
+                self.package.name
+            ));
+        }
+        head.0.push(ITEM_ALLOWS.into());
         head.0.extend(self.options.type_attributes.iter().cloned());
         let mut out = head.at("");
         out.push_str(&derive_attr(&self.derives(base), ""));
@@ -638,16 +726,78 @@ impl Renderer<'_> {
     }
 
     fn struct_view(&self, t: &TypeDef, fields: &[Field]) -> StructView {
+        let mut derives = vec!["__rt::Debug", "__rt::Clone", "__rt::PartialEq"];
+        if fields
+            .iter()
+            .all(|f| self.is_eq(&f.ty, &mut BTreeSet::new()))
+        {
+            derives.extend(["__rt::Eq", "__rt::Hash"]);
+        }
         StructView {
-            head: self.type_head(
-                t.description.as_deref(),
-                &["__rt::Debug", "__rt::Clone", "__rt::PartialEq"],
-            ),
+            head: self.type_head(t.description.as_deref(), &t.name, &derives),
             vis: "pub",
             field_vis: "pub",
             name: names::type_ident(&t.name),
-            fields: fields.iter().map(|f| self.field_view(f, 0)).collect(),
+            fields: fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| self.public_field_view(f, i, 0))
+                .collect(),
         }
+    }
+
+    /// Whether a type has `Eq` and `Hash` (no float inside). A type on a cycle counts as having
+    /// them unless something else on the cycle lacks them.
+    fn is_eq(&self, ty: &TypeRef, visiting: &mut BTreeSet<(String, String)>) -> bool {
+        match ty {
+            TypeRef::Primitive(p) => !matches!(p, Primitive::F32 | Primitive::F64),
+            TypeRef::List(inner) | TypeRef::Map(inner) | TypeRef::Optional(inner) => {
+                self.is_eq(inner, visiting)
+            }
+            TypeRef::Named { package, name } => {
+                if !visiting.insert((package.clone(), name.clone())) {
+                    return true;
+                }
+                let eq = match self
+                    .model
+                    .packages
+                    .iter()
+                    .find(|p| p.name == *package)
+                    .and_then(|p| p.types.iter().find(|t| t.name == *name))
+                {
+                    Some(TypeDef {
+                        body: TypeBody::Struct(fields),
+                        ..
+                    }) => fields.iter().all(|f| self.is_eq(&f.ty, visiting)),
+                    Some(TypeDef {
+                        body: TypeBody::Enum(_),
+                        ..
+                    }) => true,
+                    None => false,
+                };
+                visiting.remove(&(package.clone(), name.clone()));
+                eq
+            }
+        }
+    }
+
+    /// A field of a public struct or error variant: its docs say at least its wire name.
+    fn public_field_view(&self, f: &Field, index: usize, depth: usize) -> FieldView {
+        let mut view = self.field_view(f, depth);
+        if view.docs.0.is_empty() {
+            let mut docs = Lines::default();
+            docs.push_doc(&format!("The `{}` field.", f.name));
+            let mut head = docs.clone();
+            head.extend(std::mem::take(&mut view.head));
+            view.docs = docs;
+            view.head = head;
+        }
+        view.display_label = lit(&format!(
+            "{}{}: ",
+            if index == 0 { " (" } else { ", " },
+            f.name
+        ));
+        view
     }
 
     /// A private serde-only struct (params, error details).
@@ -693,6 +843,7 @@ impl Renderer<'_> {
             docs,
             name,
             ty: self.field_type(&f.ty, f.boxed, depth),
+            display_label: String::new(),
         }
     }
 
@@ -753,6 +904,7 @@ impl Renderer<'_> {
         EnumView {
             head: self.type_head(
                 t.description.as_deref(),
+                &t.name,
                 &[
                     "__rt::Debug",
                     "__rt::Clone",
@@ -763,9 +915,11 @@ impl Renderer<'_> {
                 ],
             ),
             name: names::type_ident(&t.name),
+            wire_name: lit(&t.name),
             variants: values
                 .iter()
                 .map(|v| VariantView {
+                    doc: doc_line(&format!("`{v}` on the wire.")),
                     name: names::type_ident(&names::to_pascal(v)),
                     wire: lit(v),
                 })
@@ -831,7 +985,7 @@ impl Renderer<'_> {
     }
 
     fn error_enum_name(m: &Method) -> String {
-        format!("{}Error", names::pascal(&m.name))
+        crate::validate::error_enum_name(&m.name)
     }
 
     /// The names of generated private items are built from indices, so no two schema names can
@@ -850,19 +1004,31 @@ impl Renderer<'_> {
             .enumerate()
             .map(|(index, e): (usize, &ErrorDef)| {
                 let details = format!("S{service}M{method}E{index}Details");
-                let fields: Vec<FieldView> =
-                    e.fields.iter().map(|f| self.field_view(f, 0)).collect();
+                let fields: Vec<FieldView> = e
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| self.public_field_view(f, i, 1))
+                    .collect();
                 if !fields.is_empty() {
                     private.push(self.private_struct(
                         details.clone(),
                         e.fields.iter().map(|f| self.field_view(f, 1)).collect(),
                     ));
                 }
+                let mut variant_docs = docs(e.description.as_deref());
+                if variant_docs.0.is_empty() {
+                    variant_docs.push_doc(&format!("The declared error `{}`.", e.name));
+                }
                 ErrorVariant {
-                    docs: docs(e.description.as_deref()),
+                    docs: variant_docs,
                     name: names::type_ident(&e.name),
                     wire: lit(&e.name),
                     message: lit(e.description.as_deref().unwrap_or(&e.name)),
+                    display: lit(&match &e.description {
+                        Some(d) => format!("{}: {d}", e.name),
+                        None => e.name.clone(),
+                    }),
                     details,
                     fields,
                 }
@@ -912,7 +1078,11 @@ impl Renderer<'_> {
             let err = if m.errors.is_empty() {
                 "__rt::ServiceError".to_string()
             } else {
-                Self::error_enum_name(m)
+                format!(
+                    "{}::{}",
+                    names::service_module(&s.name),
+                    Self::error_enum_name(m)
+                )
             };
             let (call_type, core_fn, note) = match m.kind {
                 MethodKind::Rpc => (
@@ -934,7 +1104,11 @@ impl Renderer<'_> {
             let mut head = docs(m.description.as_deref());
             head.push_doc_break();
             head.push_doc(&note);
-            head.extend(member_allows(&name, many_args));
+            let one_letter = args
+                .iter()
+                .filter(|a| names::unraw(&a.name).len() == 1)
+                .count();
+            head.extend(member_allows(&name, many_args, one_letter));
             let params_init = if args.is_empty() {
                 "{}".to_string()
             } else {
@@ -943,7 +1117,7 @@ impl Renderer<'_> {
             };
             members.push(MemberView {
                 head,
-                impl_allows: member_allows("", many_args),
+                impl_allows: member_allows("", many_args, one_letter),
                 params_init,
                 name,
                 args,
@@ -979,7 +1153,7 @@ impl Renderer<'_> {
             let mut head = docs(h.description.as_deref());
             head.push_doc_break();
             head.push_doc(&format!("Handles `{}`.", h.pattern));
-            head.extend(member_allows(&name, false));
+            head.extend(member_allows(&name, false, 0));
             members.push(MemberView {
                 head,
                 impl_allows: Lines::default(),

@@ -1726,6 +1726,9 @@ impl Validator<'_> {
         // Every public name the generator makes, and the schema's own type names, must be
         // distinct. (Private helper items are named by index and cannot clash.)
         let mut generated: BTreeMap<String, String> = BTreeMap::new();
+        // Error enums are scoped by service, so they do not clash with each other or with the
+        // names above; a schema type may still not take one (they are re-exported at the root).
+        let mut error_enums: BTreeMap<String, String> = BTreeMap::new();
         let mut claim = |this: &mut Self, name: String, what: String, loc: Loc| {
             if let Some(prev) = generated.get(&name) {
                 let d = this
@@ -1760,14 +1763,27 @@ impl Validator<'_> {
                 let what = format!("the {} of service '{}'", suffix.to_lowercase(), s.name);
                 claim(self, format!("{p}{suffix}"), what, loc);
             }
+            // Error enums live in the service's module; two in one service must differ.
+            let mut in_module: HashMap<String, &str> = HashMap::new();
             for m in s.methods.iter().filter(|m| !m.errors.is_empty()) {
-                let name = format!("{}Error", names::pascal(&m.name));
-                claim(
-                    self,
-                    name,
-                    format!("the errors of '{}.{}'", s.name, m.name),
-                    loc,
-                );
+                let name = error_enum_name(&m.name);
+                if let Some(prev) = in_module.insert(name.clone(), &m.name) {
+                    let d = self
+                        .diag(
+                            "natsgen::reserved_name",
+                            loc,
+                            format!(
+                                "methods '{prev}' and '{}' of service '{}' both get the error enum '{name}'",
+                                m.name, s.name
+                            ),
+                        )
+                        .label("generated name clash")
+                        .help("rename one of the methods");
+                    self.report(d);
+                }
+                error_enums
+                    .entry(name)
+                    .or_insert_with(|| format!("the errors of '{}.{}'", s.name, m.name));
             }
             for h in s.handlers.iter().filter(|h| h.is_wildcard()) {
                 let what = format!("the events of handler '{}.{}'", s.name, h.name);
@@ -1806,7 +1822,8 @@ impl Validator<'_> {
         }
         for t in &pkg.types {
             let loc = loc_of_key("types", &t.name);
-            if let Some(what) = generated.get(&names::type_ident(&t.name)) {
+            let ident = names::type_ident(&t.name);
+            if let Some(what) = generated.get(&ident).or_else(|| error_enums.get(&ident)) {
                 let d = self
                     .diag(
                         "natsgen::reserved_name",
@@ -1883,6 +1900,54 @@ fn suggest_topic(topic: &str) -> Option<String> {
         .collect();
     let fixed = tokens.join(".");
     (!fixed.is_empty() && fixed.split('.').all(is_topic_token)).then_some(fixed)
+}
+
+/// The error enum of a method that declares `errors:` (`process_payment` →
+/// `ProcessPaymentError`), in the module of its service.
+pub fn error_enum_name(method: &str) -> String {
+    format!("{}Error", names::pascal(method))
+}
+
+/// The methods (service, method) whose error enum is also re-exported at the package's root:
+/// those whose name no other error enum of the package and no other generated item or type at
+/// the root takes. The others are reached through their service's module only.
+pub fn error_enum_aliases(pkg: &Package) -> BTreeSet<(String, String)> {
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    taken.insert("Events".into());
+    for s in &pkg.services {
+        let p = names::pascal(&s.name);
+        taken.insert(names::type_ident(&p));
+        for suffix in ["Server", "Client", "Api"] {
+            taken.insert(format!("{p}{suffix}"));
+        }
+        for h in s.handlers.iter().filter(|h| h.is_wildcard()) {
+            taken.insert(wildcard_enum_name(&s.name, &h.name));
+        }
+    }
+    for e in &pkg.events {
+        if let EventPayload::Inline(_) = e.payload {
+            taken.insert(names::pascal_ident(&e.topic));
+        }
+    }
+    for t in &pkg.types {
+        taken.insert(names::type_ident(&t.name));
+    }
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for s in &pkg.services {
+        for m in s.methods.iter().filter(|m| !m.errors.is_empty()) {
+            *count.entry(error_enum_name(&m.name)).or_default() += 1;
+        }
+    }
+    let mut out = BTreeSet::new();
+    for s in &pkg.services {
+        for m in s.methods.iter().filter(|m| !m.errors.is_empty()) {
+            let name = error_enum_name(&m.name);
+            if count.get(&name) == Some(&1) && !taken.contains(&name) {
+                out.insert((s.name.clone(), m.name.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// The generated enum for a wildcard handler: `audit_service` + `on_order_event` →

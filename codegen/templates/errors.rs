@@ -1,67 +1,111 @@
-{%- for e in errors %}
+{%- for m in modules %}
 
-{{ e.docs.at("") }}#[derive(__rt::Debug, __rt::Clone, __rt::PartialEq)]
-pub enum {{ e.name }} {
+{{ m.docs.at("") }}pub mod {{ m.module }} {
+    use super::__rt;
+{%- for e in m.errors %}
+
+{{ e.docs.at("    ") }}    #[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
+    #[derive(__rt::Debug, __rt::Clone, __rt::PartialEq)]
+    pub enum {{ e.name }} {
 {%- for v in e.variants %}
-{{ v.docs.at("    ") }}    {{ v.name }}{% if !v.fields.is_empty() %} {
+{{ v.docs.at("        ") }}        {{ v.name }}{% if !v.fields.is_empty() %} {
     {%- for f in v.fields %}
-{{ f.docs.at("        ") }}        {{ f.name }}: {{ f.ty }},
+{{ f.docs.at("            ") }}            {{ f.name }}: {{ f.ty }},
     {%- endfor %}
-    }{% endif %},
+        }{% endif %},
 {%- endfor %}
-    /// A failure that is not one of the declared errors (`internal`, `bad_request`, ...).
-    Internal(__rt::ServiceError),
-}
+        /// A failure that is not one of the declared errors (`internal`, `bad_request`, ...).
+        Internal(__rt::ServiceError),
+    }
 
-impl __rt::MethodError for {{ e.name }} {
-    fn into_service_error(self) -> __rt::ServiceError {
-        match self {
+    impl __rt::MethodError for {{ e.name }} {
+        fn into_service_error(self) -> __rt::ServiceError {
+            match self {
 {%- for v in e.variants %}
     {%- if v.fields.is_empty() %}
-            Self::{{ v.name }} => __rt::declared_error_without_details({{ v.wire }}, {{ v.message }}),
+                Self::{{ v.name }} => __rt::declared_error_without_details({{ v.wire }}, {{ v.message }}),
     {%- else %}
-            Self::{{ v.name }} { {% for f in v.fields %}{% if !loop.first %}, {% endif %}{{ f.name }}{% endfor %} } => __rt::declared_error(
-                {{ v.wire }},
-                {{ v.message }},
-                &{{ private }}::{{ v.details }} { {% for f in v.fields %}{% if !loop.first %}, {% endif %}{{ f.name }}{% endfor %} },
-            ),
+                Self::{{ v.name }} { {% for f in v.fields %}{% if !loop.first %}, {% endif %}{{ f.name }}{% endfor %} } => __rt::declared_error(
+                    {{ v.wire }},
+                    {{ v.message }},
+                    &{{ private }}::{{ v.details }} { {% for f in v.fields %}{% if !loop.first %}, {% endif %}{{ f.name }}{% endfor %} },
+                ),
     {%- endif %}
 {%- endfor %}
-            Self::Internal(error) => error,
+                Self::Internal(error) => error,
+            }
         }
-    }
 
-    fn from_service_error(error: __rt::ServiceError) -> Self {
-        match error.kind() {
+        fn from_service_error(error: __rt::ServiceError) -> Self {
+            match error.kind() {
 {%- for v in e.variants %}
     {%- if v.fields.is_empty() %}
-            {{ v.wire }} => Self::{{ v.name }},
+                {{ v.wire }} => Self::{{ v.name }},
     {%- else %}
-            {{ v.wire }} => match __rt::decode_details::<{{ private }}::{{ v.details }}>(&error) {
-                __rt::Result::Ok(d) => Self::{{ v.name }} { {% for f in v.fields %}{% if !loop.first %}, {% endif %}{{ f.name }}: d.{{ f.name }}{% endfor %} },
-                __rt::Result::Err(_) => Self::Internal(error),
-            },
+                {{ v.wire }} => match __rt::decode_details::<{{ private }}::{{ v.details }}>(&error) {
+                    __rt::Result::Ok(d) => Self::{{ v.name }} { {% for f in v.fields %}{% if !loop.first %}, {% endif %}{{ f.name }}: d.{{ f.name }}{% endfor %} },
+                    __rt::Result::Err(_) => Self::Internal(error),
+                },
     {%- endif %}
 {%- endfor %}
-            _ => Self::Internal(error),
+                _ => Self::Internal(error),
+            }
         }
     }
-}
 
-impl __rt::fmt::Display for {{ e.name }} {
-    fn fmt(&self, f: &mut __rt::fmt::Formatter<'_>) -> __rt::fmt::Result {
-        match self {
+    /// The declared error's name and description, then its fields.
+    impl __rt::fmt::Display for {{ e.name }} {
+        fn fmt(&self, f: &mut __rt::fmt::Formatter<'_>) -> __rt::fmt::Result {
+            match self {
 {%- for v in e.variants %}
-            Self::{{ v.name }} { .. } => f.write_str({{ v.message }}),
+    {%- if v.fields.is_empty() %}
+                Self::{{ v.name }} => f.write_str({{ v.display }}),
+    {%- else %}
+                Self::{{ v.name }} { {% for f in v.fields %}{% if !loop.first %}, {% endif %}{{ f.name }}: value_{{ loop.index0 }}{% endfor %} } => {
+                    f.write_str({{ v.display }})?;
+        {%- for f in v.fields %}
+                    f.write_str({{ f.display_label }})?;
+                    __rt::Debug::fmt(value_{{ loop.index0 }}, f)?;
+        {%- endfor %}
+                    f.write_str(")")
+                }
+    {%- endif %}
 {%- endfor %}
-            Self::Internal(error) => __rt::fmt::Display::fmt(error, f),
+                Self::Internal(error) => __rt::fmt::Display::fmt(error, f),
+            }
         }
     }
-}
 
-impl __rt::From<__rt::ServiceError> for {{ e.name }} {
-    fn from(error: __rt::ServiceError) -> Self {
-        Self::Internal(error)
+    impl __rt::StdError for {{ e.name }} {}
+
+    impl __rt::From<__rt::ServiceError> for {{ e.name }} {
+        fn from(error: __rt::ServiceError) -> Self {
+            Self::Internal(error)
+        }
     }
+
+    /// A failed `emit` or other runtime operation is an `internal` error.
+    impl __rt::From<__rt::Error> for {{ e.name }} {
+        fn from(error: __rt::Error) -> Self {
+            Self::Internal(__rt::ServiceError::from(error))
+        }
+    }
+
+    /// A failed call to another service is an `internal` error of this one, whatever the other
+    /// service answered: its declared errors are not this method's.
+    impl<__E> __rt::From<__rt::CallError<__E>> for {{ e.name }}
+    where
+        __E: __rt::Debug + __rt::fmt::Display + __rt::Send + __rt::Sync + 'static,
+    {
+        fn from(error: __rt::CallError<__E>) -> Self {
+            Self::Internal(__rt::ServiceError::from(error))
+        }
+    }
+{%- endfor %}
 }
+{%- for a in m.aliases %}
+
+#[allow(unused_imports)]
+pub use self::{{ m.module }}::{{ a }};
+{%- endfor %}
 {%- endfor %}

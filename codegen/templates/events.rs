@@ -1,12 +1,15 @@
 /// Publishes the events of package `{{ package }}`: `Events::new(&connection)` standalone, or
 /// `ctx.emit::<Events>()` inside a handler.
+#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
 #[derive(__rt::Debug, __rt::Clone)]
 pub struct Events {
     publisher: __rt::EventPublisher,
 }
 
+#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
 impl Events {
     /// A publisher over `connection`.
+    #[must_use]
     pub fn new(connection: &__rt::Connection) -> Self {
         Self { publisher: __rt::EventPublisher::new(connection, &{{ private }}::EVENTS) }
     }

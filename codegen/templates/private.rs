@@ -1,5 +1,5 @@
 #[doc(hidden)]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::option_option, clippy::zero_sized_map_values)]
 mod {{ private }} {
 {%- if !structs.is_empty() || !descriptors.is_empty() || has_events %}
     use super::__rt;

@@ -1,6 +1,7 @@
 {%- if server %}
 {{ s.docs.at("") }}///
 /// Implement it with plain `async fn`s and serve it with [`{{ s.server }}`] on a `Host`.
+#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
 pub trait {{ s.trait_name }}: __rt::Send + __rt::Sync + 'static {
 {%- for m in s.members %}
 
@@ -15,20 +16,21 @@ pub trait {{ s.trait_name }}: __rt::Send + __rt::Sync + 'static {
 }
 
 /// Serves a [`{{ s.trait_name }}`] implementation: give it to a `natsgen::Host`.
+#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
 pub struct {{ s.server }}<__Impl> {
-{%- if s.members.is_empty() %}
-    #[allow(dead_code)]
-{%- endif %}
     inner: __rt::Arc<__Impl>,
 }
 
+#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
 impl<__Impl: {{ s.trait_name }}> {{ s.server }}<__Impl> {
     /// Wraps an implementation.
+    #[must_use]
     pub fn new(inner: __Impl) -> Self {
         Self { inner: __rt::Arc::new(inner) }
     }
 
     /// Wraps an implementation that is shared with other code.
+    #[must_use]
     pub fn from_arc(inner: __rt::Arc<__Impl>) -> Self {
         Self { inner }
     }
@@ -86,6 +88,7 @@ impl<__Impl: {{ s.trait_name }}> __rt::Service for {{ s.server }}<__Impl> {
 
 /// The calls of `{{ s.wire }}` as a trait, so callers can be generic over it and tests can
 /// substitute their own implementation. [`{{ s.client }}`] implements it.
+#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
 pub trait {{ s.api }}: __rt::Send + __rt::Sync {
 {%- for m in s.calls %}
 
@@ -101,23 +104,28 @@ pub trait {{ s.api }}: __rt::Send + __rt::Sync {
 
 {{ s.docs.at("") }}///
 /// A typed client: each method returns a call builder; `.await` it, or set per-call options first.
+#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
 #[derive(__rt::Debug, __rt::Clone)]
 pub struct {{ s.client }} {
     core: __rt::ClientCore,
 }
 
+#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
 impl {{ s.client }} {
     /// A client for `{{ s.wire }}` over `connection`.
+    #[must_use]
     pub fn new(connection: &__rt::Connection) -> Self {
         Self { core: __rt::ClientCore::new(connection, &{{ private }}::{{ s.descriptor }}) }
     }
 
     /// The same client with other defaults (retries) than its connection's.
+    #[must_use]
     pub fn with_options(self, options: __rt::ClientOptions) -> Self {
         Self { core: self.core.with_options(options) }
     }
 
     /// The same client, retrying calls that certainly did not run (no responders, busy) this way.
+    #[must_use]
     pub fn with_retry(self, retry: __rt::CallRetry) -> Self {
         Self { core: self.core.with_retry(retry) }
     }

@@ -1,4 +1,5 @@
-{{ w.docs.at("") }}#[derive(__rt::Debug, __rt::Clone, __rt::PartialEq)]
+{{ w.docs.at("") }}#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
+#[derive(__rt::Debug, __rt::Clone, __rt::PartialEq)]
 pub enum {{ w.name }} {
 {%- for v in w.variants %}
     {{ v.doc }}
@@ -6,8 +7,10 @@ pub enum {{ w.name }} {
 {%- endfor %}
 }
 
+#[allow(dead_code, clippy::doc_markdown, clippy::option_option, clippy::zero_sized_map_values)]
 impl {{ w.name }} {
     /// The topic this event was published on.
+    #[must_use]
     pub const fn topic(&self) -> &'static str {
         match self {
 {%- for v in w.variants %}

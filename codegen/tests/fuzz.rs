@@ -1747,13 +1747,18 @@ fn generated_names_never_clash() {
         "natsgen: 1\nservices:\n  order:\n    methods:\n      m: {}\n  order_client:\n    methods:\n      n: {}\n",
         // `a_b` and `a__b` both become `AB`, `ABClient`, ..., `A_B_DESCRIPTOR`
         "natsgen: 1\nservices:\n  a_b:\n    methods:\n      m: {}\n  a__b:\n    methods:\n      n: {}\n",
-        // `XError`: the errors of method `x` and the trait of service `x_error`
-        "natsgen: 1\nservices:\n  s:\n    methods:\n      x: {errors: {Gone: {}}}\n  x_error:\n    methods:\n      y: {}\n",
+        // `s::Get2Error` for both `get2` and `get_2` of one service
+        "natsgen: 1\nservices:\n  s:\n    methods:\n      get2: {errors: {Gone: {}}}\n      get_2: {errors: {Gone: {}}}\n",
         // `AErrorErrorBDetails`: error `ErrorB` of `a` and error `B` of `a_error`
         "natsgen: 1\nservices:\n  s:\n    methods:\n      a: {errors: {ErrorB: {fields: {x: string}}}}\n      a_error: {errors: {B: {fields: {x: string}}}}\n",
+        // `XError`: the errors of method `x` (in module `s`, not re-exported) and the trait of
+        // service `x_error`
+        "natsgen: 1\nservices:\n  s:\n    methods:\n      x: {errors: {Gone: {}}}\n  x_error:\n    methods:\n      y: {}\n",
+        // `GetError` of two services: `a::GetError` and `b::GetError`
+        "natsgen: 1\nservices:\n  a:\n    methods:\n      get: {errors: {Gone: {}}}\n  b:\n    methods:\n      get: {errors: {Gone: {}}}\n",
     ];
-    // The first four clash in public names and must be diagnosed; the last only ever clashed in
-    // private helper names and must now generate.
+    // The first four clash in public names and must be diagnosed; the others only ever clashed
+    // in private helper names or in names now scoped by service, and must generate.
     for text in &cases[..4] {
         assert!(
             rejected_with(text, "natsgen::reserved_name"),

@@ -636,8 +636,7 @@ impl EcommerceWorkflow for Workflow {
         // The critical path, synchronously: each step needs the one before.
         let order = orders
             .create_order(order_data.user_id, order_data.items)
-            .await
-            .map_err(ServiceError::from)?;
+            .await?;
         say!("[Workflow] Order created: {}", order.order_id);
 
         let payment = match orders
@@ -650,8 +649,7 @@ impl EcommerceWorkflow for Workflow {
                 say!("[Workflow] Payment failed for {}: {reason}", order.order_id);
                 orders
                     .cancel_order(order.order_id.clone(), reason.clone())
-                    .await
-                    .map_err(ServiceError::from)?;
+                    .await?;
                 return Err(ProcessOrderError::PaymentFailed {
                     order_id: order.order_id,
                     reason,
@@ -670,18 +668,15 @@ impl EcommerceWorkflow for Workflow {
                 format!("We received {} for order {id}.", usd(order.total)),
             )
             .idempotency_key(format!("{id}/confirmation"))
-            .await
-            .map_err(ServiceError::from)?;
+            .await?;
         ctx.client::<AnalyticsServiceClient>()
             .record_sale(id.clone(), order.total)
             .idempotency_key(format!("{id}/sale"))
-            .await
-            .map_err(ServiceError::from)?;
+            .await?;
         ctx.client::<ShippingServiceClient>()
             .schedule_shipping(id.clone(), order_data.shipping_address)
             .idempotency_key(format!("{id}/shipping"))
-            .await
-            .map_err(ServiceError::from)?;
+            .await?;
 
         Ok(OrderConfirmation {
             order_id: order.order_id,

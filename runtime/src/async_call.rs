@@ -47,8 +47,17 @@ impl ClientCore {
 
 /// One async call, not yet sent: set options, then `.await` it.
 ///
-/// ```ignore
-/// notifications.send_email(to, subject, body).idempotency_key("order_123/confirmation").await?;
+/// ```
+/// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/generated/doc_support.rs"));
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let (_server, nats, host) = shop_running().await?;
+/// let notifications = shop::NotificationServiceClient::new(&nats);
+/// notifications
+///     .send_email("user@example.com".into(), "Order Confirmation".into(), "Thanks!".into())
+///     .idempotency_key("order_123/confirmation")
+///     .await?;
+/// # host.shutdown().await?;
+/// # Ok(()) }
 /// ```
 #[must_use = "a call does nothing until it is awaited"]
 pub struct AsyncCall {
@@ -83,8 +92,19 @@ impl AsyncCall {
     /// Retries this call while JetStream is unavailable (and, with
     /// [`CallRetry::on_disconnected`], while disconnected), within its timeout.
     ///
-    /// ```ignore
-    /// notifications.send_email(to, subject, body).retry(CallRetry::until_deadline()).await?;
+    /// ```
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/generated/doc_support.rs"));
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (_server, nats, host) = shop_running().await?;
+    /// use natsgen::CallRetry;
+    ///
+    /// let notifications = shop::NotificationServiceClient::new(&nats);
+    /// notifications
+    ///     .send_email("user@example.com".into(), "Order Confirmation".into(), "Thanks!".into())
+    ///     .retry(CallRetry::until_deadline())
+    ///     .await?;
+    /// # host.shutdown().await?;
+    /// # Ok(()) }
     /// ```
     pub fn retry(mut self, retry: CallRetry) -> Self {
         self.options.retry = Some(retry);

@@ -148,8 +148,19 @@ impl ClientCore {
     /// The same client with other defaults than its connection's (the circuit breaker stays
     /// shared).
     ///
-    /// ```ignore
-    /// let core = ClientCore::new(&nats, &DESCRIPTOR).with_options(ClientOptions::new().retry(CallRetry::new()));
+    /// ```
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/generated/doc_support.rs"));
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (_server, nats, host) = shop_running().await?;
+    /// use natsgen::{CallRetry, ClientOptions};
+    ///
+    /// // Generated clients wrap a `ClientCore`: `with_options` on them lands here.
+    /// let orders = shop::OrderServiceClient::new(&nats)
+    ///     .with_options(ClientOptions::new().retry(CallRetry::new()));
+    /// let order = orders.create_order("user_1".into(), 25.0).await?;
+    /// assert_eq!(order.order_id, "order_of_user_1");
+    /// # host.shutdown().await?;
+    /// # Ok(()) }
     /// ```
     pub fn with_options(mut self, options: ClientOptions) -> Self {
         self.connection = self.connection.with_client_options(options);
@@ -210,8 +221,17 @@ impl ClientCore {
 
 /// One RPC call, not yet sent: set options, then `.await` it.
 ///
-/// ```ignore
-/// let order = orders.create_order(user, items).timeout(Duration::from_secs(2)).await?;
+/// ```
+/// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/generated/doc_support.rs"));
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let (_server, nats, host) = shop_running().await?;
+/// use std::time::Duration;
+///
+/// let orders = shop::OrderServiceClient::new(&nats);
+/// let order = orders.create_order("user_1".into(), 25.0).timeout(Duration::from_secs(2)).await?;
+/// assert_eq!(order.order_id, "order_of_user_1");
+/// # host.shutdown().await?;
+/// # Ok(()) }
 /// ```
 #[must_use = "a call does nothing until it is awaited"]
 pub struct RpcCall<R, E> {
@@ -239,8 +259,17 @@ impl<R, E> RpcCall<R, E> {
     /// Retries this call on no responders and `busy` (see [`CallRetry`]) within its timeout,
     /// whatever the client's default; [`CallRetry::none`] turns a default off.
     ///
-    /// ```ignore
-    /// let order = orders.create_order(user, items).retry(CallRetry::new()).await?;
+    /// ```
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/generated/doc_support.rs"));
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (_server, nats, host) = shop_running().await?;
+    /// use natsgen::CallRetry;
+    ///
+    /// let orders = shop::OrderServiceClient::new(&nats);
+    /// let order = orders.create_order("user_1".into(), 25.0).retry(CallRetry::new()).await?;
+    /// assert_eq!(order.order_id, "order_of_user_1");
+    /// # host.shutdown().await?;
+    /// # Ok(()) }
     /// ```
     pub fn retry(mut self, retry: CallRetry) -> Self {
         self.options.retry = Some(retry);

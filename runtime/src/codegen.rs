@@ -29,8 +29,10 @@ pub use core::hash::Hash;
 pub use core::marker::{Copy, Send, Sync};
 pub use core::option::Option;
 pub use core::result::Result;
+pub use core::str::FromStr;
 pub use std::boxed::Box;
 pub use std::collections::BTreeMap;
+pub use std::error::Error as StdError;
 pub use std::string::String;
 pub use std::sync::Arc;
 pub use std::vec::Vec;
@@ -38,9 +40,16 @@ pub use std::vec::Vec;
 pub use crate::async_call::AsyncCall;
 pub use crate::client::{ClientCore, RpcCall};
 pub use crate::{
-    Binary, CallError, CallOptions, CallRetry, ClientOptions, Connection, Context, ServiceError,
-    Timestamp,
+    Binary, CallError, CallOptions, CallRetry, ClientOptions, Connection, Context, Error,
+    ParseEnumError, ServiceError, Timestamp,
 };
+
+/// The runtime interface generated code is written against: code from `natsgen-build` 0.1 starts
+/// with `const _: () = __rt::REQUIRES_NATSGEN_0_1;`. A runtime that cannot run that code has no
+/// such item, so a mismatch of `natsgen` and `natsgen-build` fails to compile with "cannot find
+/// value `REQUIRES_NATSGEN_0_1`", which names the runtime version the code needs. A runtime keeps
+/// the marker of every version whose generated code it still runs.
+pub const REQUIRES_NATSGEN_0_1: () = ();
 
 /// Implemented by every generated `<Service>Client`, so [`Context::client`](crate::Context::client)
 /// can build one.

@@ -163,8 +163,19 @@ impl Context {
     /// A typed client of another service whose calls belong to this call: they join the caller
     /// chain, continue the trace and inherit the remaining deadline.
     ///
-    /// ```ignore
-    /// let payment = ctx.client::<ecommerce::OrderServiceClient>().process_payment(id, total).await?;
+    /// ```
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/generated/doc_support.rs"));
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (_server, nats, host) = shop_running().await?;
+    /// # let ctx = natsgen::Context::new(&nats);
+    /// // In a handler, `ctx` is the handler's own context.
+    /// let payment = ctx
+    ///     .client::<shop::OrderServiceClient>()
+    ///     .process_payment("order_1".into(), 25.0)
+    ///     .await?;
+    /// assert_eq!(payment.total, 25.0);
+    /// # host.shutdown().await?;
+    /// # Ok(()) }
     /// ```
     pub fn client<C: crate::codegen::GeneratedClient>(&self) -> C {
         C::from_core(

@@ -4,13 +4,26 @@
 //! [`Connection`], the [`Host`] that serves services, the per-call [`Context`], and the errors
 //! callers and handlers see ([`CallError`], [`ServiceError`]).
 //!
-//! ```ignore
-//! pub mod shop { natsgen::include_schema!("shop"); }
-//!
+//! ```
+//! # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/generated/doc_support.rs"));
+//! // In your crate: `pub mod shop { natsgen::include_schema!("shop"); }` (see `include_schema!`).
+//! // `Orders` implements the generated trait `shop::OrderService`.
 //! #[tokio::main]
-//! async fn main() -> Result<(), natsgen::Error> {
-//!     let nats = natsgen::connect("nats://127.0.0.1:4222").await?;
-//!     natsgen::Host::new(nats).serve(shop::OrderServiceServer::new(Orders)).run().await
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! #   let server = natsgen::testing::NatsServer::start().await?;
+//! #   let url = server.url();
+//!     let nats = natsgen::connect(url).await?; // for example "nats://127.0.0.1:4222"
+//!     let host = natsgen::Host::new(nats.clone())
+//!         .serve(shop::OrderServiceServer::new(Orders))
+//!         .start() // or `.run()`, which serves until SIGINT or SIGTERM
+//!         .await?;
+//!
+//!     let orders = shop::OrderServiceClient::new(&nats);
+//!     let order = orders.create_order("user_1".into(), 25.0).await?;
+//!     assert_eq!(order.order_id, "order_of_user_1");
+//!
+//!     host.shutdown().await?;
+//!     Ok(())
 //! }
 //! ```
 //!
@@ -50,9 +63,19 @@ pub use host::{
 };
 pub use resilience::{CallRetry, CircuitBreakerConfig, CircuitState, ClientOptions};
 pub use streams::StreamSettings;
-pub use types::{Binary, Timestamp};
+pub use types::{Binary, ParseEnumError, Timestamp};
+
+// What schema types and handlers name, so a user's crate needs no other dependency for them: the
+// `uuid` type is a `Uuid`, the `json` type a `Value` (build one with `natsgen::json!`).
+pub use serde_json::{json, Value};
+pub use uuid::Uuid;
+pub use {serde_json, time, uuid};
 
 /// Includes the code `natsgen-build` generated for a schema package into the current module.
+///
+/// It reads `$OUT_DIR/<package>.rs`, so it works in a crate whose build script runs
+/// `natsgen_build::compile`; for that reason this example is not compiled here (the crate-level
+/// example runs the same generated code).
 ///
 /// ```ignore
 /// pub mod ecommerce {

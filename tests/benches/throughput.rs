@@ -3,11 +3,16 @@
 //!
 //! ```sh
 //! NATS_SERVER_BIN=/path/to/nats-server cargo bench -p natsgen-tests --bench throughput
+//! cargo bench -p natsgen-tests --bench throughput -- --quick     # a fifth of the counts
 //! ```
 //!
 //! Environment: `NATSGEN_BENCH_SCALE` (default 1) scales every count; `NATSGEN_BENCH_CASES`
-//! (comma-separated: `sequential,concurrent,async,events,codegen`) runs only some cases;
-//! `NATSGEN_BENCH_BREAKDOWN=1` adds variants that show where natsgen's overhead comes from.
+//! (comma-separated, see [`CASES`]) runs only some cases; `NATSGEN_BENCH_BREAKDOWN=1` adds
+//! variants that show where natsgen's overhead comes from; `NATSGEN_PYTHON` (a Python with
+//! nats-py) adds a Python service to the two-process case.
+//!
+//! The last lines of the output are one `TARGET <name> ratio=<r> goal=<g> ok|MISS` line per
+//! DESIGN.md target that was measured.
 //!
 //! Every case runs its variants (raw, natsgen, and the breakdown's) in interleaved rounds
 //! ([`ROUNDS`], or [`SEQUENTIAL_ROUNDS`] shorter ones for sequential calls) after one warm-up
@@ -29,8 +34,11 @@ use futures_util::FutureExt;
 use natsgen::testing::NatsServer;
 use natsgen::{Context, Host, HostHandle, ServiceError};
 use natsgen_tests::bench::{
-    BenchTick, Echo, EchoClient, EchoServer, Events, MirrorClient, SinkClient, Tally, TallyServer,
+    BenchTick, Drain, DrainClient, DrainServer, EchoClient, EchoServer, Events, MirrorClient,
+    RemoteClient, SinkClient, Tally, TallyServer,
 };
+use natsgen_tests::benchkit::{self, Answer, EchoImpl};
+use tokio::io::AsyncBufReadExt;
 use tokio::sync::{Notify, Semaphore};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,14 +49,21 @@ const ROUNDS: usize = 3;
 /// Rounds of the sequential case: shorter and more of them, so that raw and natsgen alternate
 /// often and a noisy moment of the machine hits both alike.
 const SEQUENTIAL_ROUNDS: usize = 9;
-/// Requests in flight in the concurrent RPC case.
+/// Requests in flight in the concurrent RPC cases.
 const RPC_IN_FLIGHT: usize = 64;
+/// Requests in flight in the wide RPC case and the memory case.
+const WIDE_IN_FLIGHT: usize = 256;
 /// PubAcks in flight in the durable cases.
 const ACKS_IN_FLIGHT: usize = 512;
 /// Length of the `body` string of every request, async call and event.
 const BODY_LEN: usize = 64;
+/// Length of the `body` string of the large-payload case (~10 KB requests).
+const LARGE_BODY_LEN: usize = 10_000;
 /// Methods of the schema of the generation case.
 const GENERATED_METHODS: usize = 1_000;
+/// DESIGN.md: the generated code per method at most half of the 4,872.7 bytes it took before the
+/// generator wrote its output directly.
+const GENERATED_BYTES_PER_METHOD_GOAL: f64 = 4_872.7 / 2.0;
 /// How long one wait may take before the benchmark gives up (a hang, not a slow run).
 const PATIENCE: Duration = Duration::from_secs(120);
 /// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
@@ -69,12 +84,23 @@ const RAW_RPC_SUBJECT_SPAWNED: &str = "rawbench.rpc.spawned";
 const RAW_RPC_SUBJECT_DEADLINE: &str = "rawbench.rpc.deadline";
 /// The subject of the `mirror` service, which a raw responder answers.
 const MIRROR_SUBJECT: &str = "mirror.rpc.ping";
+/// The echo method written with the async-nats `service` API, in this process and in the second.
+const SERVICE_SUBJECT: &str = "svcbench.ping";
+const SERVICE_REMOTE_SUBJECT: &str = "svcbench.remote.ping";
+/// The raw responder of the second process (`bench_host raw`).
+const RAW_REMOTE_SUBJECT: &str = "rawbench.remote.ping";
+/// The Python (nats-py) service, a process of its own.
+const PYTHON_SUBJECT: &str = "pybench.remote.ping";
+/// Durable async end-to-end: the raw side's copy of `ASYNC_drain`.
+const RAW_DRAIN_STREAM: &str = "RAWBENCH_DRAIN";
+const RAW_DRAIN_SUBJECT: &str = "rawbench.drain.record";
 
 /// How many operations one round does, scaled by `NATSGEN_BENCH_SCALE`.
 #[derive(Debug, Clone, Copy)]
 struct Counts {
     sequential: usize,
     concurrent: usize,
+    large: usize,
     durable_async: usize,
     events: usize,
 }
@@ -85,6 +111,7 @@ impl Counts {
         Counts {
             sequential: scaled(400.0, 50),
             concurrent: scaled(30_000.0, 1_000),
+            large: scaled(10_000.0, 500),
             durable_async: scaled(40_000.0, 1_000),
             events: scaled(30_000.0, 1_000),
         }
@@ -104,8 +131,22 @@ fn scale() -> f64 {
     }
 }
 
+/// `-- --quick`: the counts multiplied by this (on top of `NATSGEN_BENCH_SCALE`).
+const QUICK_SCALE: f64 = 0.2;
+
 /// The cases, by the names `NATSGEN_BENCH_CASES` takes.
-const CASES: [&str; 5] = ["sequential", "concurrent", "async", "events", "codegen"];
+const CASES: [&str; 10] = [
+    "sequential",
+    "concurrent",
+    "remote",
+    "payload",
+    "wide",
+    "memory",
+    "async",
+    "async_e2e",
+    "events",
+    "codegen",
+];
 
 /// The cases to run: `NATSGEN_BENCH_CASES`, else all.
 fn selected_cases() -> Result<Vec<&'static str>, BoxError> {
@@ -134,14 +175,6 @@ async fn within<F: IntoFuture>(what: &str, future: F) -> Result<F::Output, BoxEr
 
 // ---------------------------------------------------------------------------------------------
 // The natsgen services: handlers that do (next to) nothing.
-
-struct EchoImpl;
-
-impl Echo for EchoImpl {
-    async fn ping(&self, _ctx: &Context, seq: u64, _body: String) -> Result<u64, ServiceError> {
-        Ok(seq)
-    }
-}
 
 /// Counts handled events and wakes the waiter when the target is reached.
 #[derive(Default)]
@@ -174,18 +207,78 @@ impl Tally for TallyImpl {
     }
 }
 
+struct DrainImpl(Arc<Counter>);
+
+impl Drain for DrainImpl {
+    async fn record(&self, _ctx: &Context, _seq: u64, _body: String) -> Result<(), ServiceError> {
+        self.0.hit();
+        Ok(())
+    }
+}
+
 async fn start_host(
     url: &str,
-    tally: &Arc<Counter>,
+    counters: (&Arc<Counter>, &Arc<Counter>),
     max_concurrency: usize,
 ) -> Result<HostHandle, BoxError> {
     let connection = natsgen::connect(url).await?;
     Ok(Host::new(connection)
         .max_concurrency(max_concurrency)
         .serve(EchoServer::new(EchoImpl))
-        .serve(TallyServer::new(TallyImpl(Arc::clone(tally))))
+        .serve(TallyServer::new(TallyImpl(Arc::clone(counters.0))))
+        .serve(DrainServer::new(DrainImpl(Arc::clone(counters.1))))
         .start()
         .await?)
+}
+
+/// A service in a second process (`bench_host`, or the Python service), killed when dropped.
+struct Peer {
+    child: tokio::process::Child,
+    pid: u32,
+}
+
+impl Peer {
+    /// `bench_host <kind> <url>`.
+    async fn bench_host(kind: &str, url: &str) -> Result<Self, BoxError> {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_bench_host"));
+        command.args([kind, url]);
+        Peer::start(command, kind).await
+    }
+
+    /// `$NATSGEN_PYTHON tests/python/bench_service.py <url> <subject>`.
+    async fn python(python: &str, url: &str) -> Result<Self, BoxError> {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/bench_service.py");
+        let mut command = tokio::process::Command::new(python);
+        command.args([script, url, PYTHON_SUBJECT]);
+        Peer::start(command, "python").await
+    }
+
+    /// Starts `command` and waits for its `ready` line.
+    async fn start(mut command: tokio::process::Command, what: &str) -> Result<Self, BoxError> {
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id().ok_or("the second process exited at once")?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("no stdout of the second process")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        match within(what, lines.next_line()).await?? {
+            Some(line) if line.trim() == "ready" => {}
+            other => return Err(format!("{what}: expected `ready`, got {other:?}").into()),
+        }
+        // Whatever else it prints is read and dropped, so that the pipe never fills.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Peer { child, pid })
+    }
+
+    /// Kills the process (SIGKILL to its PID) and waits for it.
+    async fn stop(mut self) -> Outcome {
+        self.child.kill().await?;
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,6 +297,18 @@ fn cpu_time(pid: Option<u32>) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 1_000 / TICKS_PER_SECOND))
 }
 
+/// CPU time of this process and of `peers` (the services in second processes) together; a peer
+/// that has been stopped counts no more.
+fn own_cpu_time(peers: &[u32]) -> Option<Duration> {
+    let own = cpu_time(None)?;
+    Some(
+        own + peers
+            .iter()
+            .filter_map(|pid| cpu_time(Some(*pid)))
+            .sum::<Duration>(),
+    )
+}
+
 /// One measured round.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sample {
@@ -213,25 +318,28 @@ struct Sample {
     p99: Duration,
     /// Events: operations per second of the publishing alone (until the last PubAck).
     publish_rate: Option<f64>,
-    /// CPU time per operation of this process (callers and services) and of nats-server.
+    /// CPU time per operation of the benchmark's processes (callers and services) and of
+    /// nats-server.
     own_cpu: Option<Duration>,
     server_cpu: Option<Duration>,
 }
 
 /// Wall clock and CPU clocks at the start of a round.
-struct Stopwatch {
+struct Stopwatch<'a> {
     wall: Instant,
     own: Option<Duration>,
     server: Option<Duration>,
     server_pid: Option<u32>,
+    peers: &'a [u32],
 }
 
-impl Stopwatch {
-    fn start(server_pid: Option<u32>) -> Self {
+impl<'a> Stopwatch<'a> {
+    fn start(server_pid: Option<u32>, peers: &'a [u32]) -> Self {
         Stopwatch {
-            own: cpu_time(None),
+            own: own_cpu_time(peers),
             server: server_pid.and_then(|pid| cpu_time(Some(pid))),
             server_pid,
+            peers,
             wall: Instant::now(),
         }
     }
@@ -253,7 +361,7 @@ impl Stopwatch {
             p50,
             p99,
             publish_rate: None,
-            own_cpu: per_op(self.own, cpu_time(None)),
+            own_cpu: per_op(self.own, own_cpu_time(self.peers)),
             server_cpu: per_op(
                 self.server,
                 self.server_pid.and_then(|pid| cpu_time(Some(pid))),
@@ -376,25 +484,33 @@ fn params(seq: u64, body: &str) -> Result<Bytes, BoxError> {
 
 struct Bench {
     server_pid: Option<u32>,
+    /// The services in second processes, whose CPU time counts as the benchmark's.
+    peers: Vec<u32>,
     raw: async_nats::Client,
     raw_js: jetstream::Context,
     echo: EchoClient,
     mirror: MirrorClient,
+    remote: RemoteClient,
     sink: SinkClient,
+    drain: DrainClient,
     events: Events,
     tally: Arc<Counter>,
+    drain_tally: Arc<Counter>,
     raw_tally: Arc<Counter>,
+    raw_drain_tally: Arc<Counter>,
     raw_tasks_tally: Arc<Counter>,
     raw_confirmed_tally: Arc<Counter>,
     body: String,
     payload: Bytes,
+    large_body: String,
+    large_payload: Bytes,
     /// Makes every `Nats-Msg-Id` of the raw publishes with natsgen's headers unique.
     msg_ids: AtomicU64,
 }
 
 impl Bench {
-    fn stopwatch(&self) -> Stopwatch {
-        Stopwatch::start(self.server_pid)
+    fn stopwatch(&self) -> Stopwatch<'_> {
+        Stopwatch::start(self.server_pid, &self.peers)
     }
 
     /// `n` calls one after the other, timing each.
@@ -440,6 +556,13 @@ impl Bench {
         Ok(())
     }
 
+    async fn raw_request_large(&self, subject: &'static str) -> Outcome {
+        self.raw
+            .request(subject, self.large_payload.clone())
+            .await?;
+        Ok(())
+    }
+
     /// Breakdown: a raw request carrying the three headers a natsgen call sends.
     async fn raw_request_with_headers(&self) -> Outcome {
         let request = async_nats::Request::new()
@@ -451,6 +574,16 @@ impl Bench {
 
     async fn natsgen_ping(&self, seq: u64) -> Outcome {
         self.echo.ping(seq, self.body.clone()).await?;
+        Ok(())
+    }
+
+    async fn natsgen_ping_large(&self, seq: u64) -> Outcome {
+        self.echo.ping(seq, self.large_body.clone()).await?;
+        Ok(())
+    }
+
+    async fn natsgen_remote_ping(&self, seq: u64) -> Outcome {
+        self.remote.ping(seq, self.body.clone()).await?;
         Ok(())
     }
 
@@ -519,7 +652,30 @@ impl Bench {
         .await
     }
 
-    // Events: from the first publish until all `n` are handled.
+    // Events and durable async end to end: from the first publish until all `n` are handled.
+
+    /// Runs `publish` (`n` messages) and waits until `counter` has seen all `n` handled.
+    async fn until_handled<Fut>(
+        &self,
+        what: &str,
+        counter: &Counter,
+        n: usize,
+        publish: Fut,
+    ) -> Result<Sample, BoxError>
+    where
+        Fut: Future<Output = Outcome>,
+    {
+        counter.arm(n);
+        let done = counter.done.notified();
+        let watch = self.stopwatch();
+        publish.await?;
+        let published = watch.wall.elapsed();
+        within(what, done).await?;
+        Ok(Sample {
+            publish_rate: Some(rate(n, published)),
+            ..watch.finish(n, None)
+        })
+    }
 
     async fn raw_events(&self, n: usize, subject: &'static str) -> Result<Sample, BoxError> {
         let counter = match subject {
@@ -527,39 +683,46 @@ impl Bench {
             RAW_EVENT_SUBJECT_CONFIRMED => &self.raw_confirmed_tally,
             _ => &self.raw_tally,
         };
-        counter.arm(n);
-        let done = counter.done.notified();
-        let watch = self.stopwatch();
-        self.raw_publish(subject, n, false).await?;
-        let published = watch.wall.elapsed();
-        within("raw events", done).await?;
-        Ok(Sample {
-            publish_rate: Some(rate(n, published)),
-            ..watch.finish(n, None)
-        })
+        let publish = self.raw_publish(subject, n, false);
+        self.until_handled("raw events", counter, n, publish).await
     }
 
     async fn natsgen_events(&self, n: usize) -> Result<Sample, BoxError> {
-        self.tally.arm(n);
-        let done = self.tally.done.notified();
-        let watch = self.stopwatch();
-        stream::iter(0..n as u64)
-            .map(|seq| async move {
-                let event = BenchTick {
-                    seq,
-                    body: self.body.clone(),
-                };
-                self.events.bench_tick(&event).await
-            })
-            .buffer_unordered(ACKS_IN_FLIGHT)
-            .try_for_each(|()| async { Ok(()) })
-            .await?;
-        let published = watch.wall.elapsed();
-        within("natsgen events", done).await?;
-        Ok(Sample {
-            publish_rate: Some(rate(n, published)),
-            ..watch.finish(n, None)
-        })
+        let publish = async {
+            stream::iter(0..n as u64)
+                .map(|seq| async move {
+                    let event = BenchTick {
+                        seq,
+                        body: self.body.clone(),
+                    };
+                    self.events.bench_tick(&event).await
+                })
+                .buffer_unordered(ACKS_IN_FLIGHT)
+                .try_for_each(|()| async { Ok(()) })
+                .await?;
+            Ok(())
+        };
+        self.until_handled("natsgen events", &self.tally, n, publish)
+            .await
+    }
+
+    async fn raw_e2e(&self, n: usize) -> Result<Sample, BoxError> {
+        let publish = self.raw_publish(RAW_DRAIN_SUBJECT, n, false);
+        self.until_handled("raw async end to end", &self.raw_drain_tally, n, publish)
+            .await
+    }
+
+    async fn natsgen_e2e(&self, n: usize) -> Result<Sample, BoxError> {
+        let publish = async {
+            stream::iter(0..n as u64)
+                .map(|seq| self.drain.record(seq, self.body.clone()).into_future())
+                .buffer_unordered(ACKS_IN_FLIGHT)
+                .try_for_each(|_| async { Ok(()) })
+                .await?;
+            Ok(())
+        };
+        self.until_handled("natsgen async end to end", &self.drain_tally, n, publish)
+            .await
     }
 }
 
@@ -579,48 +742,25 @@ fn call_headers(msg_id: Option<String>) -> HeaderMap {
     headers
 }
 
-/// How a raw responder answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Answer {
-    /// In the task reading the subscription.
-    Inline,
-    /// Breakdown: from a task spawned per request, as a natsgen host does.
-    Spawned,
-    /// Breakdown: from a task spawned per request, under a deadline timer, as a natsgen host
-    /// does.
-    SpawnedWithDeadline,
-}
-
-/// A raw request-reply responder answering every request with a small JSON body.
-async fn raw_responder(url: &str, subject: &'static str, answer: Answer) -> Outcome {
-    let server = async_nats::connect(url).await?;
-    let mut requests = server.queue_subscribe(subject, "rawbench".into()).await?;
-    server.flush().await?;
-    tokio::spawn(async move {
-        let reply = Bytes::from_static(b"{\"result\":42}");
-        while let Some(request) = requests.next().await {
-            let Some(inbox) = request.reply else { continue };
-            match answer {
-                Answer::Inline => {
-                    if server.publish(inbox, reply.clone()).await.is_err() {
-                        break;
-                    }
-                }
-                Answer::Spawned => {
-                    let (server, reply) = (server.clone(), reply.clone());
-                    tokio::spawn(async move { server.publish(inbox, reply).await });
-                }
-                Answer::SpawnedWithDeadline => {
-                    let (server, reply) = (server.clone(), reply.clone());
-                    tokio::spawn(async move {
-                        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-                        tokio::time::timeout_at(deadline, server.publish(inbox, reply)).await
-                    });
-                }
-            }
-        }
-    });
-    Ok(())
+/// A durable pull consumer on a raw stream, configured like natsgen's.
+async fn raw_stream_consumer(
+    js: &jetstream::Context,
+    stream: &str,
+    name: &str,
+    subject: &str,
+) -> Result<PullConsumer, BoxError> {
+    let stream = js.get_stream(stream).await?;
+    Ok(stream
+        .create_consumer(pull::Config {
+            durable_name: Some(name.into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: natsgen::streams::DEFAULT_ACK_WAIT,
+            max_deliver: -1,
+            deliver_policy: DeliverPolicy::All,
+            filter_subject: subject.into(),
+            ..Default::default()
+        })
+        .await?)
 }
 
 /// A durable pull consumer on the raw events stream, configured like natsgen's.
@@ -629,25 +769,19 @@ async fn raw_event_consumer(
     name: &str,
     subject: &str,
 ) -> Result<PullConsumer, BoxError> {
-    let stream = js.get_stream(RAW_EVENTS_STREAM).await?;
-    Ok(stream
-        .create_consumer(pull::Config {
-            durable_name: Some(name.into()),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: natsgen::streams::DEFAULT_ACK_WAIT,
-            max_deliver: -1,
-            deliver_policy: DeliverPolicy::New,
-            filter_subject: subject.into(),
-            ..Default::default()
-        })
-        .await?)
+    raw_stream_consumer(js, RAW_EVENTS_STREAM, name, subject).await
 }
 
-/// The raw event consumer: one task reading the consumer's message stream and acking every
-/// message (a plain ack, not confirmed).
-async fn raw_consumer(url: &str, counter: Arc<Counter>) -> Outcome {
+/// The raw consumer of events (or, on `RAW_DRAIN_STREAM`, of async calls): one task reading the
+/// consumer's message stream and acking every message (a plain ack, not confirmed).
+async fn raw_consumer(
+    url: &str,
+    (stream, subject): (&str, &str),
+    counter: Arc<Counter>,
+) -> Outcome {
     let js = jetstream::new(async_nats::connect(url).await?);
-    let consumer = raw_event_consumer(&js, "raw_tally", RAW_EVENT_SUBJECT).await?;
+    let name = subject.replace('.', "_");
+    let consumer = raw_stream_consumer(&js, stream, &name, subject).await?;
     let mut messages = consumer.messages().await?;
     tokio::spawn(async move {
         while let Some(message) = messages.next().await {
@@ -820,14 +954,15 @@ fn big_schema(methods: usize) -> String {
     yaml
 }
 
-/// Median time of `configure().generate` after a warm-up.
-fn generation_time(breakdown: bool) -> Result<Duration, BoxError> {
+/// Median time of `configure().generate` after a warm-up, and the generated bytes per method.
+fn generation_time(breakdown: bool) -> Result<(Duration, f64), BoxError> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("big.yaml");
     std::fs::write(&path, big_schema(GENERATED_METHODS))?;
     let builder = natsgen_build::configure();
     let files = builder.generate(&[&path])?;
     let lines: usize = files.iter().map(|file| file.code.lines().count()).sum();
+    let bytes: usize = files.iter().map(|file| file.code.len()).sum();
     let mut times = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
@@ -837,7 +972,8 @@ fn generation_time(breakdown: bool) -> Result<Duration, BoxError> {
     times.sort_unstable();
     let millis = |t: &Duration| format!("{:.1}", t.as_secs_f64() * 1e3);
     println!(
-        "generation: {GENERATED_METHODS} methods -> {lines} lines of Rust; runs (ms): {}",
+        "generation: {GENERATED_METHODS} methods -> {lines} lines, {bytes} bytes of Rust; runs \
+         (ms): {}",
         times.iter().map(millis).collect::<Vec<_>>().join(" ")
     );
     if breakdown {
@@ -858,7 +994,10 @@ fn generation_time(breakdown: bool) -> Result<Duration, BoxError> {
             millis(&loads[loads.len() / 2])
         );
     }
-    Ok(times[times.len() / 2])
+    Ok((
+        times[times.len() / 2],
+        bytes as f64 / GENERATED_METHODS as f64,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -957,6 +1096,151 @@ fn print_breakdown(cases: &[(&str, &[Variant<'_>], bool)]) {
     }
 }
 
+/// What users would otherwise pick: `alternatives` variants after the second against raw (the
+/// first) and natsgen (the second).
+fn print_alternatives(cases: &[(&str, &[Variant<'_>], usize)]) {
+    println!();
+    println!(
+        "| case | variant | result | vs raw | vs natsgen | CPU/op bench | CPU/op nats-server |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for (case, variants, alternatives) in cases {
+        let [raw, natsgen, others @ ..] = variants else {
+            continue;
+        };
+        for variant in others.iter().take(*alternatives) {
+            let rate = variant.rate();
+            let cpu = |value: Option<f64>| value.map_or("—".to_owned(), |v| format!("{v:.1} µs"));
+            println!(
+                "| {case} | {} | {:.1} k/s | {:.2}× | {:.2}× | {} | {} |",
+                variant.label,
+                rate / 1e3,
+                rate / raw.rate(),
+                rate / natsgen.rate(),
+                cpu(variant.cpu_micros(|s| s.own_cpu)),
+                cpu(variant.cpu_micros(|s| s.server_cpu)),
+            );
+        }
+    }
+}
+
+/// The resident memory of a service process, idle and after calls at [`WIDE_IN_FLIGHT`].
+struct MemoryRow {
+    process: &'static str,
+    load: &'static str,
+    /// KiB: `VmRSS` idle, `VmHWM` (the peak since the process started) and `VmRSS` after the
+    /// calls.
+    idle: u64,
+    peak: u64,
+    after: u64,
+    rate: f64,
+}
+
+/// Waits for the freshly started `peer` to settle, reads its memory, makes `n` calls
+/// [`WIDE_IN_FLIGHT`] at a time, reads it again, and stops the peer.
+async fn memory_under_load<F, Fut>(
+    (process, load): (&'static str, &'static str),
+    peer: Peer,
+    n: usize,
+    call: F,
+) -> Result<MemoryRow, BoxError>
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let pid = peer.pid;
+    let unreadable = || format!("cannot read /proc/{pid}/status");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle, _) = benchkit::memory_kib(pid).ok_or_else(unreadable)?;
+    let started = Instant::now();
+    stream::iter(0..n as u64)
+        .map(call)
+        .buffer_unordered(WIDE_IN_FLIGHT)
+        .try_for_each(|()| async { Ok(()) })
+        .await?;
+    let elapsed = started.elapsed();
+    let (after, peak) = benchkit::memory_kib(pid).ok_or_else(unreadable)?;
+    peer.stop().await?;
+    let row = MemoryRow {
+        process,
+        load,
+        idle,
+        peak,
+        after,
+        rate: rate(n, elapsed),
+    };
+    println!(
+        "    {process:<58} idle {} MiB, peak {} MiB, after {} MiB ({:.1} k/s)",
+        mib(idle),
+        mib(peak),
+        mib(after),
+        row.rate / 1e3
+    );
+    Ok(row)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+fn print_memory(rows: &[MemoryRow]) {
+    println!();
+    println!(
+        "| service process | calls ({WIDE_IN_FLIGHT} in flight) | idle VmRSS | peak VmHWM | VmRSS \
+         after | calls/s |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
+    for row in rows {
+        println!(
+            "| {} | {} | {} MiB | {} MiB | {} MiB | {:.1} k/s |",
+            row.process,
+            row.load,
+            mib(row.idle),
+            mib(row.peak),
+            mib(row.after),
+            row.rate / 1e3
+        );
+    }
+}
+
+/// One of DESIGN.md's performance targets, as measured: printed last, one `TARGET` line each.
+struct Target {
+    name: &'static str,
+    /// The ratio to raw, or for generation the measured value (milliseconds, bytes).
+    value: f64,
+    /// `>=`, `<=` or `<`.
+    sense: &'static str,
+    goal: f64,
+}
+
+impl Target {
+    fn met(&self) -> bool {
+        match self.sense {
+            ">=" => self.value >= self.goal,
+            "<=" => self.value <= self.goal,
+            _ => self.value < self.goal,
+        }
+    }
+
+    fn line(&self) -> String {
+        let (value, goal) = if self.goal >= 10.0 {
+            (format!("{:.1}", self.value), format!("{:.0}", self.goal))
+        } else {
+            (format!("{:.2}", self.value), format!("{:.2}", self.goal))
+        };
+        let verdict = if self.met() { "ok" } else { "MISS" };
+        format!(
+            "TARGET {} ratio={value} goal={}{goal} {verdict}",
+            self.name, self.sense
+        )
+    }
+}
+
+/// The ratio natsgen / raw of a throughput case (first variant raw, second natsgen).
+fn throughput_ratio(variants: &[Variant<'_>]) -> f64 {
+    variants[1].rate() / variants[0].rate()
+}
+
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::main]
@@ -966,21 +1250,30 @@ async fn main() -> Result<(), BoxError> {
         println!("throughput: a benchmark; run it with `cargo bench` (see docs/PERFORMANCE.md)");
         return Ok(());
     }
-    let scale = scale();
+    let quick = std::env::args().any(|arg| arg == "--quick");
+    let scale = scale() * if quick { QUICK_SCALE } else { 1.0 };
     let counts = Counts::new(scale);
     let cases = selected_cases()?;
+    let run = |case: &str| cases.contains(&case);
     let breakdown = std::env::var("NATSGEN_BENCH_BREAKDOWN").is_ok_and(|v| v == "1");
+    let python = std::env::var("NATSGEN_PYTHON")
+        .ok()
+        .filter(|python| !python.trim().is_empty());
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
-        "natsgen throughput benchmark: scale {scale}, {cpus} CPUs, median of the rounds \
+        "natsgen throughput benchmark: scale {scale}{}, {cpus} CPUs, median of the rounds \
          reported{}; per round: {counts:?}",
+        if quick { " (--quick)" } else { "" },
         if breakdown { ", with breakdown" } else { "" }
     );
 
-    // Generation first, while nothing else runs.
+    let mut targets = Vec::new();
+    // Generation first, while nothing else runs; its targets are printed last.
+    let mut generation_targets = Vec::new();
     let mut generation_row = None;
-    if cases.contains(&"codegen") {
-        let generation_ms = generation_time(breakdown)?.as_secs_f64() * 1e3;
+    if run("codegen") {
+        let (time, bytes_per_method) = generation_time(breakdown)?;
+        let generation_ms = time.as_secs_f64() * 1e3;
         generation_row = Some(Row {
             case: format!("generate a {GENERATED_METHODS}-method schema"),
             raw: "—".into(),
@@ -989,9 +1282,22 @@ async fn main() -> Result<(), BoxError> {
             target: "< 100 ms",
             met: verdict(generation_ms < 100.0),
         });
+        generation_targets.push(Target {
+            name: "generation_release_ms",
+            value: generation_ms,
+            sense: "<",
+            goal: 100.0,
+        });
+        generation_targets.push(Target {
+            name: "generated_bytes_per_method",
+            value: bytes_per_method,
+            sense: "<=",
+            goal: GENERATED_BYTES_PER_METHOD_GOAL,
+        });
     }
     if cases.iter().all(|case| *case == "codegen") {
         print_table(&generation_row.into_iter().collect::<Vec<_>>());
+        print_targets(&generation_targets);
         return Ok(());
     }
 
@@ -1002,41 +1308,81 @@ async fn main() -> Result<(), BoxError> {
     // natsgen: a host on its own connection, callers on another. Raw: responders on their own
     // connections, callers on another.
     let tally = Arc::new(Counter::default());
-    let host = start_host(&url, &tally, natsgen::DEFAULT_MAX_CONCURRENCY).await?;
+    let drain_tally = Arc::new(Counter::default());
+    let host = start_host(
+        &url,
+        (&tally, &drain_tally),
+        natsgen::DEFAULT_MAX_CONCURRENCY,
+    )
+    .await?;
     let client = natsgen::connect(url.as_str()).await?;
-    raw_responder(&url, RAW_RPC_SUBJECT, Answer::Inline).await?;
-    raw_responder(&url, MIRROR_SUBJECT, Answer::Inline).await?;
+    benchkit::raw_responder(&url, RAW_RPC_SUBJECT, Answer::Inline).await?;
+    benchkit::raw_responder(&url, MIRROR_SUBJECT, Answer::Inline).await?;
+    benchkit::service_responder(&url, SERVICE_SUBJECT).await?;
     if breakdown {
-        raw_responder(&url, RAW_RPC_SUBJECT_SPAWNED, Answer::Spawned).await?;
-        raw_responder(&url, RAW_RPC_SUBJECT_DEADLINE, Answer::SpawnedWithDeadline).await?;
+        benchkit::raw_responder(&url, RAW_RPC_SUBJECT_SPAWNED, Answer::Spawned).await?;
+        benchkit::raw_responder(&url, RAW_RPC_SUBJECT_DEADLINE, Answer::SpawnedWithDeadline)
+            .await?;
     }
     let raw = async_nats::connect(url.as_str()).await?;
 
+    // The services in second processes: raw, natsgen, the async-nats service API, Python.
+    // Stopped after the two-process case; the memory case starts its own.
+    let mut peers = Vec::new();
+    if run("remote") {
+        for kind in ["raw", "natsgen", "service"] {
+            peers.push(Peer::bench_host(kind, &url).await?);
+        }
+        if let Some(python) = &python {
+            peers.push(Peer::python(python, &url).await?);
+        }
+    }
+
     let body = "x".repeat(BODY_LEN);
+    let large_body = "x".repeat(LARGE_BODY_LEN);
     let bench = Bench {
         server_pid: server.pid(),
+        peers: peers.iter().map(|peer| peer.pid).collect(),
         payload: params(1_000, &body)?,
+        large_payload: params(1_000, &large_body)?,
         raw_js: jetstream::new(raw.clone()),
         raw,
         echo: EchoClient::new(&client),
         mirror: MirrorClient::new(&client),
+        remote: RemoteClient::new(&client),
         sink: SinkClient::new(&client),
+        drain: DrainClient::new(&client),
         events: Events::new(&client),
         tally,
+        drain_tally,
         raw_tally: Arc::new(Counter::default()),
+        raw_drain_tally: Arc::new(Counter::default()),
         raw_tasks_tally: Arc::new(Counter::default()),
         raw_confirmed_tally: Arc::new(Counter::default()),
         body,
+        large_body,
         msg_ids: AtomicU64::new(0),
     };
 
-    // The first async call and the host create natsgen's streams; the raw ones copy them.
+    // The first async calls and the host create natsgen's streams; the raw ones copy them.
     within("first async call", bench.sink.record(0, bench.body.clone())).await??;
+    within(
+        "first drained call",
+        bench.drain.record(0, bench.body.clone()),
+    )
+    .await??;
     stream_like(
         &bench.raw_js,
         "ASYNC_sink",
         RAW_ASYNC_STREAM,
         &["rawbench.async.*"],
+    )
+    .await?;
+    stream_like(
+        &bench.raw_js,
+        "ASYNC_drain",
+        RAW_DRAIN_STREAM,
+        &["rawbench.drain.*"],
     )
     .await?;
     stream_like(
@@ -1050,7 +1396,18 @@ async fn main() -> Result<(), BoxError> {
         ],
     )
     .await?;
-    raw_consumer(&url, Arc::clone(&bench.raw_tally)).await?;
+    raw_consumer(
+        &url,
+        (RAW_EVENTS_STREAM, RAW_EVENT_SUBJECT),
+        Arc::clone(&bench.raw_tally),
+    )
+    .await?;
+    raw_consumer(
+        &url,
+        (RAW_DRAIN_STREAM, RAW_DRAIN_SUBJECT),
+        Arc::clone(&bench.raw_drain_tally),
+    )
+    .await?;
     if breakdown {
         raw_consumer_with_tasks(
             &url,
@@ -1071,6 +1428,9 @@ async fn main() -> Result<(), BoxError> {
     let warm = |n: usize| (n / 10).max(50);
     let b = &bench;
     let mut rows = Vec::new();
+    // Per case: its variants, and how many after raw and natsgen are what users would otherwise
+    // pick (the async-nats service API, Python).
+    let mut alternatives: Vec<(&str, Vec<Variant<'_>>, usize)> = Vec::new();
 
     let mut sequential = vec![
         Variant::new("raw request → raw responder", |n| {
@@ -1086,6 +1446,9 @@ async fn main() -> Result<(), BoxError> {
         }),
         Variant::new("natsgen call → natsgen host", |n| {
             b.concurrent(n, RPC_IN_FLIGHT, |seq| b.natsgen_ping(seq))
+        }),
+        Variant::new("raw request → async-nats service API", |n| {
+            b.concurrent(n, RPC_IN_FLIGHT, |_| b.raw_request(SERVICE_SUBJECT))
         }),
     ];
     if breakdown {
@@ -1123,7 +1486,7 @@ async fn main() -> Result<(), BoxError> {
             }),
         ]);
     }
-    if cases.contains(&"sequential") {
+    if run("sequential") {
         measure(
             "sequential request-reply",
             (
@@ -1151,19 +1514,139 @@ async fn main() -> Result<(), BoxError> {
             |s| s.p99,
             None,
         ));
+        targets.push(Target {
+            name: "sequential_p50",
+            value: sequential[1].micros(|s| s.p50) / sequential[0].micros(|s| s.p50),
+            sense: "<=",
+            goal: 1.1,
+        });
     }
-    if cases.contains(&"concurrent") {
+    if run("concurrent") {
+        let title = format!("request-reply, {RPC_IN_FLIGHT} in flight");
         measure(
-            &format!("request-reply, {RPC_IN_FLIGHT} in flight"),
+            &title,
             (warm(counts.concurrent), counts.concurrent, ROUNDS),
             &mut concurrent,
         )
         .await?;
-        rows.push(throughput_row(
-            &format!("request-reply, {RPC_IN_FLIGHT} in flight"),
-            &concurrent,
-            Some((0.9, "≥ 0.9×")),
-        ));
+        rows.push(throughput_row(&title, &concurrent, Some((0.9, "≥ 0.9×"))));
+        targets.push(Target {
+            name: "rpc_64_in_flight",
+            value: throughput_ratio(&concurrent),
+            sense: ">=",
+            goal: 0.9,
+        });
+    }
+
+    if run("remote") {
+        let mut remote = vec![
+            Variant::new("raw request → raw responder (2nd process)", |n| {
+                b.concurrent(n, RPC_IN_FLIGHT, |_| b.raw_request(RAW_REMOTE_SUBJECT))
+            }),
+            Variant::new("natsgen call → natsgen host (2nd process)", |n| {
+                b.concurrent(n, RPC_IN_FLIGHT, |seq| b.natsgen_remote_ping(seq))
+            }),
+            Variant::new(
+                "raw request → async-nats service API (2nd process)",
+                |n| b.concurrent(n, RPC_IN_FLIGHT, |_| b.raw_request(SERVICE_REMOTE_SUBJECT)),
+            ),
+        ];
+        if python.is_some() {
+            remote.push(Variant::new(
+                "raw request → Python nats-py micro service (2nd process)",
+                |n| b.concurrent(n, RPC_IN_FLIGHT, |_| b.raw_request(PYTHON_SUBJECT)),
+            ));
+        }
+        let title = format!("request-reply, {RPC_IN_FLIGHT} in flight, service in a 2nd process");
+        measure(
+            &title,
+            (warm(counts.concurrent), counts.concurrent, ROUNDS),
+            &mut remote,
+        )
+        .await?;
+        rows.push(throughput_row(&title, &remote, None));
+        let others = remote.len() - 2;
+        alternatives.push(("2nd process", remote, others));
+        for peer in peers.drain(..) {
+            peer.stop().await?;
+        }
+    }
+    if run("payload") {
+        let mut large = vec![
+            Variant::new("raw request → raw responder", |n| {
+                b.concurrent(n, RPC_IN_FLIGHT, |_| b.raw_request_large(RAW_RPC_SUBJECT))
+            }),
+            Variant::new("natsgen call → natsgen host", |n| {
+                b.concurrent(n, RPC_IN_FLIGHT, |seq| b.natsgen_ping_large(seq))
+            }),
+        ];
+        let title = format!(
+            "request-reply, ~{} KB requests, {RPC_IN_FLIGHT} in flight",
+            bench.large_payload.len() / 1_000
+        );
+        measure(
+            &title,
+            (warm(counts.large), counts.large, ROUNDS),
+            &mut large,
+        )
+        .await?;
+        rows.push(throughput_row(&title, &large, None));
+    }
+    if run("wide") {
+        let mut wide = vec![
+            Variant::new("raw request → raw responder", |n| {
+                b.concurrent(n, WIDE_IN_FLIGHT, |_| b.raw_request(RAW_RPC_SUBJECT))
+            }),
+            Variant::new("natsgen call → natsgen host", |n| {
+                b.concurrent(n, WIDE_IN_FLIGHT, |seq| b.natsgen_ping(seq))
+            }),
+        ];
+        let title = format!("request-reply, {WIDE_IN_FLIGHT} in flight");
+        measure(
+            &title,
+            (warm(counts.concurrent), counts.concurrent, ROUNDS),
+            &mut wide,
+        )
+        .await?;
+        rows.push(throughput_row(&title, &wide, None));
+    }
+
+    let mut memory = Vec::new();
+    if run("memory") {
+        println!("peak memory of a service process, {WIDE_IN_FLIGHT} calls in flight");
+        let n = counts.concurrent;
+        let labels = ("raw async-nats responder", "raw requests");
+        let peer = Peer::bench_host("raw", &url).await?;
+        memory
+            .push(memory_under_load(labels, peer, n, |_| b.raw_request(RAW_REMOTE_SUBJECT)).await?);
+        let labels = ("async-nats service API", "raw requests");
+        let peer = Peer::bench_host("service", &url).await?;
+        memory.push(
+            memory_under_load(labels, peer, n, |_| b.raw_request(SERVICE_REMOTE_SUBJECT)).await?,
+        );
+        if let Some(python) = &python {
+            let labels = ("Python nats-py micro service", "raw requests");
+            let peer = Peer::python(python, &url).await?;
+            memory
+                .push(memory_under_load(labels, peer, n, |_| b.raw_request(PYTHON_SUBJECT)).await?);
+        }
+        let labels = ("natsgen host, 1 service (`remote`)", "natsgen calls");
+        let peer = Peer::bench_host("natsgen", &url).await?;
+        memory.push(memory_under_load(labels, peer, n, |seq| b.natsgen_remote_ping(seq)).await?);
+        let orders = generated_example::ecommerce::OrderServiceClient::new(&client);
+        let labels = (
+            "natsgen host, the 10 ecommerce services",
+            "`order_service.process_payment`",
+        );
+        let payments = |seq: u64| {
+            let call = orders.process_payment(format!("order_{seq}"), 10.0);
+            async move {
+                call.await?;
+                Ok(())
+            }
+        };
+        let peer = Peer::bench_host("ecommerce", &url).await?;
+        memory.push(memory_under_load(labels, peer, n, payments).await?);
     }
 
     let mut durable = vec![
@@ -1181,18 +1664,39 @@ async fn main() -> Result<(), BoxError> {
             }),
         ]);
     }
-    if cases.contains(&"async") {
+    if run("async") {
+        let title = format!("durable async acceptance, {ACKS_IN_FLIGHT} in flight");
         measure(
-            &format!("durable async acceptance, {ACKS_IN_FLIGHT} in flight"),
+            &title,
             (warm(counts.durable_async), counts.durable_async, ROUNDS),
             &mut durable,
         )
         .await?;
-        rows.push(throughput_row(
-            &format!("durable async acceptance, {ACKS_IN_FLIGHT} in flight"),
-            &durable,
-            Some((0.8, "≥ 0.8×")),
-        ));
+        rows.push(throughput_row(&title, &durable, Some((0.8, "≥ 0.8×"))));
+        targets.push(Target {
+            name: "async_acceptance",
+            value: throughput_ratio(&durable),
+            sense: ">=",
+            goal: 0.8,
+        });
+    }
+    if run("async_e2e") {
+        let mut e2e = vec![
+            Variant::new("raw publish → raw pull consumer (plain ack)", |n| {
+                b.raw_e2e(n)
+            }),
+            Variant::new("natsgen async call → natsgen host", |n| b.natsgen_e2e(n)),
+        ];
+        let title = format!(
+            "durable async end to end (publish → handler → ack), {ACKS_IN_FLIGHT} in flight"
+        );
+        measure(
+            &title,
+            (warm(counts.durable_async), counts.durable_async, ROUNDS),
+            &mut e2e,
+        )
+        .await?;
+        rows.push(throughput_row(&title, &e2e, None));
     }
 
     let mut events = vec![
@@ -1214,11 +1718,11 @@ async fn main() -> Result<(), BoxError> {
             ),
         ]);
     }
-    let spy = match breakdown && cases.contains(&"events") {
+    let spy = match breakdown && run("events") {
         true => Some(PullSpy::start(&url).await?),
         false => None,
     };
-    if cases.contains(&"events") {
+    if run("events") {
         measure(
             "event fan-out",
             (warm(counts.events), counts.events, ROUNDS),
@@ -1233,14 +1737,33 @@ async fn main() -> Result<(), BoxError> {
             &events,
             Some((0.9, "≥ 0.9×")),
         ));
+        targets.push(Target {
+            name: "event_fanout",
+            value: throughput_ratio(&events),
+            sense: ">=",
+            goal: 0.9,
+        });
     }
     rows.extend(generation_row);
     print_table(&rows);
+    if run("concurrent") {
+        alternatives.insert(0, ("64 in flight", concurrent, 1));
+    }
+    if !alternatives.is_empty() {
+        let cases: Vec<(&str, &[Variant<'_>], usize)> = alternatives
+            .iter()
+            .map(|(case, variants, others)| (*case, variants.as_slice(), *others))
+            .collect();
+        print_alternatives(&cases);
+    }
+    if !memory.is_empty() {
+        print_memory(&memory);
+    }
 
     if breakdown {
         // The same host with more handler slots: how much the slot limit bounds the events.
         host.shutdown().await?;
-        let _host = start_host(&url, &bench.tally, 512).await?;
+        let _host = start_host(&url, (&bench.tally, &bench.drain_tally), 512).await?;
         let mut wide = vec![
             Variant::new("raw publish → raw pull consumer (plain ack)", |n| {
                 b.raw_events(n, RAW_EVENT_SUBJECT)
@@ -1249,7 +1772,7 @@ async fn main() -> Result<(), BoxError> {
                 b.natsgen_events(n)
             }),
         ];
-        if cases.contains(&"events") {
+        if run("events") {
             measure(
                 "event fan-out, 512 handler slots",
                 (warm(counts.events), counts.events, ROUNDS),
@@ -1261,20 +1784,33 @@ async fn main() -> Result<(), BoxError> {
             }
         }
         let mut sections: Vec<(&str, &[Variant<'_>], bool)> = Vec::new();
-        if cases.contains(&"sequential") {
+        if run("sequential") {
             sections.push(("sequential", &sequential, true));
         }
-        if cases.contains(&"concurrent") {
-            sections.push(("64 in flight", &concurrent, false));
+        if let Some((_, concurrent, _)) = alternatives
+            .iter()
+            .find(|(case, _, _)| *case == "64 in flight")
+        {
+            sections.push(("64 in flight", concurrent, false));
         }
-        if cases.contains(&"async") {
+        if run("async") {
             sections.push(("async acceptance", &durable, false));
         }
-        if cases.contains(&"events") {
+        if run("events") {
             sections.push(("event fan-out", &events, false));
             sections.push(("event fan-out, 512 slots", &wide, false));
         }
         print_breakdown(&sections);
     }
+    targets.extend(generation_targets);
+    print_targets(&targets);
     Ok(())
+}
+
+/// The `TARGET` lines, last.
+fn print_targets(targets: &[Target]) {
+    println!();
+    for target in targets {
+        println!("{}", target.line());
+    }
 }

@@ -6,8 +6,8 @@
 //! name the generated code uses, names that meet only after case conversion, names of generated
 //! items and their suffixes, with wildcard handlers, imports, nested and recursive types and every
 //! scalar. Each is run through `load` (what `natsgen check` runs); every accepted one is generated
-//! and compiled, a few dozen to a crate, under `#![deny(warnings)]` with clippy's default lints
-//! (and every other crate also under `#![no_implicit_prelude]`). A schema that fails is shrunk —
+//! and compiled, a few dozen to a crate, under `#![deny(warnings, missing_docs)]` with clippy's
+//! default and pedantic lints (and every other crate also under `#![no_implicit_prelude]`). A schema that fails is shrunk —
 //! services, methods, handlers, types, fields, ... dropped while it still fails — and the test
 //! prints the smallest schema that reproduces the failure, with the compiler's messages.
 //!
@@ -157,6 +157,11 @@ const SNAKE: &[&str] = &[
     "natsgen",
     "serde",
     "tokio",
+    // Primitive types: a module of such a name would hide the type.
+    "u32",
+    "str",
+    "bool",
+    "usize",
     // Locals, parameters, fields and items of the generated code.
     "t",
     "ctx",
@@ -1149,20 +1154,23 @@ impl Compiler {
             std::fs::copy(workspace.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
         }
         let mut lib =
-            String::from("//! Generated code of random schemas (see tests/compile_fuzz.rs).\n");
-        lib.push_str("#![deny(warnings, rust_2018_idioms, missing_debug_implementations)]\n");
+            String::from("//! Generated code of random schemas (see `tests/compile_fuzz.rs`).\n");
+        lib.push_str(
+            "#![deny(warnings, rust_2018_idioms, missing_debug_implementations, missing_docs)]\n",
+        );
+        lib.push_str("#![warn(clippy::pedantic)]\n");
         if hygiene {
             lib.push_str("#![no_implicit_prelude]\n");
         }
         for (i, files) in schemas.iter().enumerate() {
-            let _ = writeln!(lib, "pub mod s{i} {{");
+            let _ = writeln!(lib, "/// Schema {i}.\npub mod s{i} {{");
             std::fs::create_dir_all(src.join(format!("s{i}"))).unwrap();
             for file in files {
                 std::fs::write(src.join(format!("s{i}")).join(&file.file_name), &file.code)
                     .unwrap();
                 let _ = writeln!(
                     lib,
-                    "    pub mod {} {{\n        ::core::include!(\"s{i}/{}\");\n    }}",
+                    "    /// A package.\n    pub mod {} {{\n        ::core::include!(\"s{i}/{}\");\n    }}",
                     module_name(&file.package),
                     file.file_name
                 );
