@@ -17,17 +17,16 @@
 
 use std::fmt;
 use std::future::IntoFuture;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_nats::header::HeaderValue;
 use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::{HeaderMap, HeaderName};
+use async_nats::HeaderMap;
 use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::client::{CallOptions, ClientCore, DEFAULT_TIMEOUT};
+use crate::client::{CallOptions, ClientCore};
 use crate::headers;
 use crate::service::{BoxFuture, EndpointDescriptor, EndpointKind};
 use crate::streams::ensure_async_stream;
@@ -182,10 +181,9 @@ impl AsyncCall {
                 &mut options.headers,
             )
             .map_err(CallError::Service)?;
-        let mut timeout = options.timeout.unwrap_or(match descriptor.timeout_ms {
-            0 => DEFAULT_TIMEOUT,
-            millis => Duration::from_millis(millis),
-        });
+        let mut timeout = options
+            .timeout
+            .unwrap_or(crate::client::schema_timeout(descriptor));
         if let Some(remaining) = context.as_ref().and_then(Context::remaining) {
             timeout = timeout.min(remaining);
         }
@@ -202,48 +200,54 @@ impl AsyncCall {
             .filter(|retry| retry.max_attempts > 1)
             .unwrap_or_else(CallRetry::none);
 
-        let mut map = HeaderMap::new();
-        for (name, value) in &options.headers {
-            let name = HeaderName::from_str(name).map_err(|_| {
-                CallError::Encode(format!("{name:?} is not a valid NATS header name"))
-            })?;
-            let value = HeaderValue::from_str(value).map_err(|_| {
-                CallError::Encode(format!("the value of header {name} contains a line break"))
-            })?;
-            map.append(name, value);
-        }
-        let call_id = crate::ids::new_call_id();
-        let key = options
-            .idempotency_key
-            .clone()
-            .unwrap_or_else(|| call_id.clone());
-        let msg_id = HeaderValue::from_str(&format!("{}:{key}", descriptor.name))
+        let span = tracing::debug_span!(
+            "natsgen.async_call",
+            service,
+            method = descriptor.name,
+            call_id = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            duration_us = tracing::field::Empty,
+        );
+        let mut map = crate::client::user_headers(&options.headers)?;
+        // `Nats-Msg-Id` is `<method>:<key>`. Without a key the call id is the key, and the
+        // service reads it from there: it is not sent twice.
+        let mut msg_id = String::with_capacity(descriptor.name.len() + 1 + 36);
+        msg_id.push_str(descriptor.name);
+        msg_id.push(':');
+        let call_id = match &options.idempotency_key {
+            Some(key) => {
+                msg_id.push_str(key);
+                let call_id = crate::ids::new_call_id();
+                map.insert(headers::CALL_ID_NAME, HeaderValue::from(call_id.as_str()));
+                call_id
+            }
+            None => {
+                crate::ids::push_call_id(&mut msg_id);
+                msg_id[descriptor.name.len() + 1..].to_owned()
+            }
+        };
+        let msg_id = msg_id
+            .parse::<HeaderValue>()
             .map_err(|_| CallError::Encode("the idempotency key contains a line break".into()))?;
         map.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
-        map.insert(headers::CALL_ID_NAME, HeaderValue::from(call_id.as_str()));
         match &context {
             Some(ctx) => headers::propagate(&mut map, ctx),
-            None => {
+            // The caller records the call: the service's records join its trace.
+            None if !span.is_disabled() => {
                 map.insert(
                     headers::TRACEPARENT_NAME,
-                    headers::TraceParent::new_root().to_header_value(),
+                    headers::TraceParent::new_sampled_root().to_header_value(),
                 );
             }
+            None => {}
         }
+        span.record("call_id", call_id.as_str());
         crate::streams::leaves_dead_letter_room(
             payload.len(),
             &map,
             core.connection().max_payload(),
         )
         .map_err(CallError::Encode)?;
-        let span = tracing::debug_span!(
-            "natsgen.async_call",
-            service,
-            method = descriptor.name,
-            call_id = %call_id,
-            outcome = tracing::field::Empty,
-            duration_us = tracing::field::Empty,
-        );
         let started = std::time::Instant::now();
         let publish = Publish {
             core: &core,

@@ -355,10 +355,7 @@ where
             )
             .map_err(|error| CallError::Service(E::from_service_error(error)))?;
 
-        let mut timeout = options.timeout.unwrap_or(match descriptor.timeout_ms {
-            0 => DEFAULT_TIMEOUT,
-            millis => Duration::from_millis(millis),
-        });
+        let mut timeout = options.timeout.unwrap_or(schema_timeout(descriptor));
         if let Some(remaining) = context.as_ref().and_then(Context::remaining) {
             timeout = timeout.min(remaining);
         }
@@ -374,16 +371,24 @@ where
             .or_else(|| core.default_retry(descriptor.name))
             .filter(|retry| retry.max_attempts > 1);
 
-        let call_id = crate::ids::new_call_id();
-        let headers = request_headers(&options, context.as_ref(), &call_id, timeout)?;
+        let schema_timeout = schema_timeout(descriptor);
         let span = tracing::debug_span!(
             "natsgen.call",
             service,
             method = descriptor.name,
-            call_id = %call_id,
+            call_id = tracing::field::Empty,
             outcome = tracing::field::Empty,
             duration_us = tracing::field::Empty,
         );
+        let headers = request_headers(
+            &options,
+            context.as_ref(),
+            (timeout < schema_timeout).then_some(timeout),
+            !span.is_disabled(),
+        )?;
+        if let Some(call_id) = headers::get(&headers, &headers::CALL_ID_NAME) {
+            span.record("call_id", call_id);
+        }
         let started = std::time::Instant::now();
         let call = Attempts {
             core: &core,
@@ -516,11 +521,7 @@ impl Attempts<'_> {
                 _ => CallError::Nats(error.to_string()),
             }),
         };
-        let schema_timeout = match self.descriptor.timeout_ms {
-            0 => DEFAULT_TIMEOUT,
-            millis => Duration::from_millis(millis),
-        };
-        permit.finish(&result, wait < schema_timeout);
+        permit.finish(&result, wait < schema_timeout(self.descriptor));
         result
     }
 }
@@ -532,14 +533,23 @@ fn millis(timeout: Duration) -> u64 {
         .max(1)
 }
 
-fn request_headers<E>(
-    options: &CallOptions,
-    context: Option<&Context>,
-    call_id: &str,
-    timeout: Duration,
-) -> Result<HeaderMap, CallError<E>> {
+/// A method's timeout from the schema ([`DEFAULT_TIMEOUT`] when it sets none): what a service
+/// applies to a request that carries no deadline.
+pub(crate) fn schema_timeout(endpoint: &EndpointDescriptor) -> Duration {
+    match endpoint.timeout_ms {
+        0 => DEFAULT_TIMEOUT,
+        millis => Duration::from_millis(millis),
+    }
+}
+
+/// The extra headers a call was given, checked. natsgen's own request headers among them are
+/// left out: natsgen sets them, or leaves them out on purpose.
+pub(crate) fn user_headers<E>(extra: &[(String, String)]) -> Result<HeaderMap, CallError<E>> {
     let mut headers = HeaderMap::new();
-    for (name, value) in &options.headers {
+    for (name, value) in extra {
+        if headers::is_request_header(name) {
+            continue;
+        }
         let name = HeaderName::from_str(name)
             .map_err(|_| CallError::Encode(format!("{name:?} is not a valid NATS header name")))?;
         let value = HeaderValue::from_str(value).map_err(|_| {
@@ -549,12 +559,41 @@ fn request_headers<E>(
         })?;
         headers.append(name, value);
     }
-    // A call id is a UUID: no line breaks, so `HeaderValue::from` cannot panic.
-    headers.insert(headers::CALL_ID_NAME, HeaderValue::from(call_id));
-    headers.insert(
-        headers::DEADLINE_MS_NAME,
-        HeaderValue::from(millis(timeout)),
-    );
+    Ok(headers)
+}
+
+/// The headers of a request: only those the service cannot work out by itself.
+///
+/// - the caller's own headers;
+/// - with a parent context: the caller chain and the continued `traceparent`;
+/// - `deadline`: the call's timeout, sent only when it is shorter than the method's schema
+///   timeout (the service applies that one by itself);
+/// - `sampled` (the caller records the call: its `natsgen.call` span is enabled in `tracing`): a
+///   call id and, without a parent context, a new sampled `traceparent`, so the service's records
+///   join the caller's.
+///
+/// A plain call (no context, the schema's timeout, tracing off) sends no header at all; the
+/// service makes a call id and applies the schema timeout.
+fn request_headers<E>(
+    options: &CallOptions,
+    context: Option<&Context>,
+    deadline: Option<Duration>,
+    sampled: bool,
+) -> Result<HeaderMap, CallError<E>> {
+    let mut headers = user_headers(&options.headers)?;
+    if sampled {
+        // A call id is a UUID: no line breaks, so `HeaderValue::from` cannot panic.
+        headers.insert(
+            headers::CALL_ID_NAME,
+            HeaderValue::from(crate::ids::new_call_id()),
+        );
+    }
+    if let Some(timeout) = deadline {
+        headers.insert(
+            headers::DEADLINE_MS_NAME,
+            HeaderValue::from(millis(timeout)),
+        );
+    }
     let trace = match context {
         Some(context) => {
             // Ids and chains from the wire were validated when the context was built.
@@ -562,11 +601,13 @@ fn request_headers<E>(
                 headers::CALLER_CHAIN_NAME,
                 HeaderValue::from(context.outgoing_chain()),
             );
-            context.trace_parent().child()
+            Some(context.trace_parent().child())
         }
-        None => TraceParent::new_root(),
+        None => sampled.then(TraceParent::new_sampled_root),
     };
-    headers.insert(headers::TRACEPARENT_NAME, trace.to_header_value());
+    if let Some(trace) = trace {
+        headers.insert(headers::TRACEPARENT_NAME, trace.to_header_value());
+    }
     Ok(headers)
 }
 
@@ -662,19 +703,43 @@ mod tests {
     #[test]
     fn bad_user_headers_are_encode_errors() {
         let options = CallOptions::new().header("bad:name", "v");
-        let result = request_headers::<ServiceError>(&options, None, "id", Duration::from_secs(1));
+        let result = request_headers::<ServiceError>(&options, None, None, false);
         assert!(matches!(result, Err(CallError::Encode(_))));
         let options = CallOptions::new().header("Name", "line\nbreak");
-        let result = request_headers::<ServiceError>(&options, None, "id", Duration::from_secs(1));
+        let result = request_headers::<ServiceError>(&options, None, None, false);
         assert!(matches!(result, Err(CallError::Encode(_))));
-        let options = CallOptions::new().header(headers::CALL_ID, "mine");
-        let headers =
-            request_headers::<ServiceError>(&options, None, "id", Duration::from_millis(1500))
-                .unwrap();
-        assert_eq!(headers::get(&headers, &headers::CALL_ID_NAME), Some("id"));
+    }
+
+    #[test]
+    fn requests_carry_only_the_headers_they_need() {
+        let plain =
+            request_headers::<ServiceError>(&CallOptions::new(), None, None, false).unwrap();
+        assert!(plain.is_empty(), "{plain:?}");
+
+        // natsgen's own headers are natsgen's to set.
+        let options = CallOptions::new()
+            .header(headers::CALL_ID, "mine")
+            .header(headers::TRACEPARENT, "mine")
+            .header("X-Tenant", "acme");
+        let headers = request_headers::<ServiceError>(
+            &options,
+            None,
+            Some(Duration::from_millis(1500)),
+            false,
+        )
+        .unwrap();
+        assert_eq!(headers.len(), 2, "{headers:?}");
+        assert_eq!(headers.get("X-Tenant").map(|v| v.as_str()), Some("acme"));
         assert_eq!(
             headers::get(&headers, &headers::DEADLINE_MS_NAME),
             Some("1500")
         );
+
+        let sampled = request_headers::<ServiceError>(&options, None, None, true).unwrap();
+        let call_id = headers::get(&sampled, &headers::CALL_ID_NAME).unwrap();
+        assert!(headers::is_valid_call_id(call_id) && call_id != "mine");
+        let trace = headers::get(&sampled, &headers::TRACEPARENT_NAME).unwrap();
+        assert_eq!(TraceParent::parse(trace).unwrap().flags(), 1, "{trace}");
+        assert!(headers::get(&sampled, &headers::DEADLINE_MS_NAME).is_none());
     }
 }

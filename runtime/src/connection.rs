@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use async_nats::connection::State;
 use async_nats::jetstream;
 use async_nats::ServerAddr;
 
+use crate::events::EventsDescriptor;
 use crate::resilience::{BreakerRegistry, CircuitBreaker, CircuitBreakerConfig, CircuitState};
 use crate::streams::StreamSettings;
 use crate::{ClientOptions, Error};
@@ -28,6 +30,54 @@ pub const MIN_SERVER_VERSION: (u64, u64) = (2, 10);
 /// How long the shared JetStream context of async calls waits by itself; each call bounds its
 /// own wait by its timeout, so this only has to be longer than any of them.
 const JETSTREAM_CONTEXT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The packages (by their generated descriptor) whose event stream a connection made sure of.
+/// A process publishes the events of a few packages, so they fit in a few slots read without a
+/// lock; more than that go to a locked set.
+#[derive(Default)]
+struct KnownEventStreams {
+    slots: [AtomicPtr<EventsDescriptor>; 8],
+    more: std::sync::Mutex<Vec<usize>>,
+}
+
+impl KnownEventStreams {
+    fn contains(&self, events: &'static EventsDescriptor) -> bool {
+        let wanted = std::ptr::from_ref(events).cast_mut();
+        for slot in &self.slots {
+            let known = slot.load(Ordering::Acquire);
+            if known == wanted {
+                return true;
+            }
+            if known.is_null() {
+                return false;
+            }
+        }
+        self.more
+            .lock()
+            .is_ok_and(|more| more.contains(&(wanted as usize)))
+    }
+
+    fn insert(&self, events: &'static EventsDescriptor) {
+        let wanted = std::ptr::from_ref(events).cast_mut();
+        for slot in &self.slots {
+            match slot.compare_exchange(
+                std::ptr::null_mut(),
+                wanted,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(known) if known == wanted => return,
+                Err(_) => {}
+            }
+        }
+        if let Ok(mut more) = self.more.lock() {
+            if !more.contains(&(wanted as usize)) {
+                more.push(wanted as usize);
+            }
+        }
+    }
+}
 
 /// A connection to NATS, shared by clients, hosts and contexts. Cheap to clone.
 ///
@@ -51,7 +101,7 @@ struct Shared {
     breakers: BreakerRegistry,
     jetstream: OnceLock<jetstream::Context>,
     /// Packages whose event stream this connection has made sure of.
-    event_streams: std::sync::Mutex<std::collections::HashSet<&'static str>>,
+    event_streams: KnownEventStreams,
     /// How streams are created.
     streams: StreamSettings,
 }
@@ -81,7 +131,7 @@ impl Connection {
                 shared: Arc::new(Shared {
                     breakers: BreakerRegistry::new(circuit_breaker),
                     jetstream: OnceLock::new(),
-                    event_streams: std::sync::Mutex::new(std::collections::HashSet::new()),
+                    event_streams: KnownEventStreams::default(),
                     streams,
                 }),
                 client_options,
@@ -144,20 +194,15 @@ impl Connection {
         self.inner.shared.breakers.breaker(service)
     }
 
-    /// Whether this connection already made sure `package`'s event stream exists.
-    pub(crate) fn event_stream_known(&self, package: &'static str) -> bool {
-        self.inner
-            .shared
-            .event_streams
-            .lock()
-            .is_ok_and(|known| known.contains(package))
+    /// Whether this connection already made sure the event stream of `events`' package exists.
+    /// Every event publish asks, so the answer takes no lock.
+    pub(crate) fn event_stream_known(&self, events: &'static EventsDescriptor) -> bool {
+        self.inner.shared.event_streams.contains(events)
     }
 
-    /// Remembers that `package`'s event stream exists.
-    pub(crate) fn remember_event_stream(&self, package: &'static str) {
-        if let Ok(mut known) = self.inner.shared.event_streams.lock() {
-            known.insert(package);
-        }
+    /// Remembers that the event stream of `events`' package exists.
+    pub(crate) fn remember_event_stream(&self, events: &'static EventsDescriptor) {
+        self.inner.shared.event_streams.insert(events);
     }
 
     /// The JetStream context async calls publish through, made on first use (it runs a task).

@@ -112,9 +112,13 @@ impl Context {
         attempt: u32,
     ) -> Self {
         let parsed = ParsedHeaders::parse(headers.as_ref(), service, method, false);
+        let call_id = parsed
+            .call_id
+            .or_else(|| call_id_of_message_id(headers.as_ref()?, method))
+            .unwrap_or_else(crate::ids::new_call_id);
         Context {
             inner: Arc::new(Inner {
-                call_id: parsed.call_id.unwrap_or_else(crate::ids::new_call_id),
+                call_id,
                 caller_chain: parsed.caller_chain,
                 deadline: None,
                 service,
@@ -444,6 +448,17 @@ impl ParsedHeaders {
     }
 }
 
+/// The call id an async call without an idempotency key carries in its `Nats-Msg-Id`,
+/// `<method>:<call id>`, instead of a call id header.
+fn call_id_of_message_id(headers: &HeaderMap, method: &str) -> Option<String> {
+    let id = headers
+        .get(NATS_MESSAGE_ID)?
+        .as_str()
+        .strip_prefix(method)?
+        .strip_prefix(':')?;
+    headers::is_valid_call_id(id).then(|| id.to_owned())
+}
+
 fn parse_chain(value: &str) -> Option<Vec<String>> {
     let value = value.trim();
     if value.is_empty() {
@@ -476,6 +491,23 @@ fn truncated(value: &str) -> &str {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_id_names_the_call_of_its_own_method() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            NATS_MESSAGE_ID,
+            "send_email:0190b6f2-4c1e-7d3a-9f00-5c2b7e8a1d42",
+        );
+        assert_eq!(
+            call_id_of_message_id(&headers, "send_email").as_deref(),
+            Some("0190b6f2-4c1e-7d3a-9f00-5c2b7e8a1d42")
+        );
+        assert_eq!(call_id_of_message_id(&headers, "send"), None);
+        assert_eq!(call_id_of_message_id(&headers, "other"), None);
+        headers.insert(NATS_MESSAGE_ID, "send_email:a,b");
+        assert_eq!(call_id_of_message_id(&headers, "send_email"), None);
+    }
 
     #[test]
     fn chains_parse_and_reject_garbage() {

@@ -154,7 +154,8 @@ impl Publish {
             Err(_) => Err(Error::Publish {
                 subject: subject.to_owned(),
                 reason: format!(
-                    "the server did not confirm the event within {timeout:?}; it may or may not                      be stored (publishing it again with the same event id stores it once)"
+                    "the server did not confirm the event within {timeout:?}; it may or may not \
+                     be stored (publishing it again with the same event id stores it once)"
                 ),
             }),
         }
@@ -200,27 +201,9 @@ impl Publish {
                 reason: "not connected to NATS".into(),
             });
         }
-        let mut map = HeaderMap::new();
-        for (name, value) in &extra {
-            let name = HeaderName::from_str(name).map_err(|_| Error::Publish {
-                subject: subject.to_owned(),
-                reason: format!("{name:?} is not a valid header name"),
-            })?;
-            let value = HeaderValue::from_str(value).map_err(|_| Error::Publish {
-                subject: subject.to_owned(),
-                reason: format!("the value of header {name} contains a line break"),
-            })?;
-            map.append(name, value);
-        }
         let event_id = event_id.unwrap_or_else(crate::ids::new_call_id);
-        let event_id_value = HeaderValue::from_str(&event_id).map_err(|_| Error::Publish {
-            subject: subject.to_owned(),
-            reason: "the event id contains a line break".into(),
-        })?;
-        map.insert(async_nats::header::NATS_MESSAGE_ID, event_id_value);
-        if let Some(ctx) = &publisher.context {
-            headers::propagate(&mut map, ctx);
-        }
+        let context = publisher.context.as_ref();
+        let map = event_headers(&extra, &event_id, context, subject)?;
         crate::streams::leaves_dead_letter_room(
             payload.len(),
             &map,
@@ -234,7 +217,7 @@ impl Publish {
         // Once per connection and package: make sure the stream captures every declared topic
         // before the first publish, so no publish lands on a topic no stream captures (where a
         // core subscriber would take it in the stream's place and no PubAck would come).
-        if !publisher.connection.event_stream_known(descriptor.package) {
+        if !publisher.connection.event_stream_known(descriptor) {
             ensure_event_stream(
                 js,
                 publisher.connection.stream_settings(),
@@ -242,52 +225,85 @@ impl Publish {
                 descriptor.topics,
             )
             .await?;
-            publisher
-                .connection
-                .remember_event_stream(descriptor.package);
+            publisher.connection.remember_event_stream(descriptor);
         }
-        let mut retried = false;
-        loop {
-            let ack = js
-                .publish_with_headers(subject, map.clone(), payload.clone())
-                .await;
-            let result = match ack {
-                Ok(future) => future.await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(_) => return Ok(()),
-                // No stream captures the topic: create the package's stream and publish again
-                // (the event id makes the retry safe). A timeout counts too: with no stream, a
-                // core subscriber of the topic (a best-effort handler, a `nats sub`) takes the
-                // publish in the stream's place and never acks it.
-                // The stream was deleted since: create it again (the event id makes the retry
-                // safe).
-                Err(e)
-                    if !retried
-                        && matches!(
-                            e.kind(),
-                            PublishErrorKind::StreamNotFound | PublishErrorKind::TimedOut
-                        ) =>
-                {
-                    ensure_event_stream(
-                        js,
-                        publisher.connection.stream_settings(),
-                        descriptor.package,
-                        descriptor.topics,
-                    )
-                    .await?;
-                    retried = true;
-                }
-                Err(e) => {
-                    return Err(Error::Publish {
-                        subject: subject.to_owned(),
-                        reason: e.to_string(),
-                    })
-                }
-            }
+        // The headers move into the first publish; the one retry builds them again.
+        let Err(error) = publish(js, subject, map, payload.clone()).await else {
+            return Ok(());
+        };
+        // No stream captures the topic: create the package's stream and publish again (the
+        // event id makes the retry safe). A timeout counts too: with no stream, a core subscriber
+        // of the topic (a best-effort handler, a `nats sub`) takes the publish in the stream's
+        // place and never acks it. The stream may also have been deleted since it was made sure
+        // of.
+        if !matches!(
+            error.kind(),
+            PublishErrorKind::StreamNotFound | PublishErrorKind::TimedOut
+        ) {
+            return Err(Error::Publish {
+                subject: subject.to_owned(),
+                reason: error.to_string(),
+            });
         }
+        ensure_event_stream(
+            js,
+            publisher.connection.stream_settings(),
+            descriptor.package,
+            descriptor.topics,
+        )
+        .await?;
+        let map = event_headers(&extra, &event_id, context, subject)?;
+        publish(js, subject, map, payload)
+            .await
+            .map_err(|error| Error::Publish {
+                subject: subject.to_owned(),
+                reason: error.to_string(),
+            })
     }
+}
+
+/// A JetStream publish and its PubAck.
+async fn publish(
+    js: &async_nats::jetstream::Context,
+    subject: &'static str,
+    headers: HeaderMap,
+    payload: Bytes,
+) -> Result<(), async_nats::jetstream::context::PublishError> {
+    js.publish_with_headers(subject, headers, payload)
+        .await?
+        .await
+        .map(drop)
+}
+
+/// The headers of an event: the publisher's own, its id, and the caller chain and trace of the
+/// call it is published in.
+fn event_headers(
+    extra: &[(String, String)],
+    event_id: &str,
+    context: Option<&Context>,
+    subject: &str,
+) -> Result<HeaderMap, Error> {
+    let mut map = HeaderMap::new();
+    for (name, value) in extra {
+        let name = HeaderName::from_str(name).map_err(|_| Error::Publish {
+            subject: subject.to_owned(),
+            reason: format!("{name:?} is not a valid header name"),
+        })?;
+        let value = HeaderValue::from_str(value).map_err(|_| Error::Publish {
+            subject: subject.to_owned(),
+            reason: format!("the value of header {name} contains a line break"),
+        })?;
+        map.append(name, value);
+    }
+    let event_id = HeaderValue::from_str(event_id).map_err(|_| Error::Publish {
+        subject: subject.to_owned(),
+        reason: "the event id contains a line break".into(),
+    })?;
+    map.insert(async_nats::header::NATS_MESSAGE_ID, event_id);
+    if let Some(ctx) = context {
+        headers::propagate(&mut map, ctx);
+    }
+    Ok(map)
 }
 
 /// Encodes an event payload as JSON. A non-finite float is an error.

@@ -65,6 +65,14 @@ impl TraceParent {
         }
     }
 
+    /// A new trace the caller records (random trace and span ids, the sampled flag set).
+    pub(crate) fn new_sampled_root() -> Self {
+        TraceParent {
+            flags: 1,
+            ..Self::new_root()
+        }
+    }
+
     /// The next span of the same trace: same trace id and flags, new span id.
     pub fn child(&self) -> Self {
         TraceParent {
@@ -164,6 +172,12 @@ fn write_hex(out: &mut [u8], mut value: u128) {
         *slot = DIGITS[(value & 0xf) as usize];
         value >>= 4;
     }
+}
+
+/// Whether `name` is one of the headers natsgen sets on requests (call id, caller chain,
+/// deadline, `traceparent`).
+pub(crate) fn is_request_header(name: &str) -> bool {
+    [CALL_ID, CALLER_CHAIN, DEADLINE_MS, TRACEPARENT].contains(&name)
 }
 
 /// Whether a call id from the wire is acceptable: short, printable ASCII, no commas (they

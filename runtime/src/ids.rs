@@ -29,6 +29,14 @@ pub(crate) fn next_u64() -> u64 {
 
 /// A new call id: a UUIDv7 (time-ordered, so ids sort by start time in logs).
 pub(crate) fn new_call_id() -> String {
+    let mut id = String::with_capacity(uuid::fmt::Hyphenated::LENGTH);
+    push_call_id(&mut id);
+    id
+}
+
+/// Appends a new call id (see [`new_call_id`]) to `out`, so it can be written straight into a
+/// header value.
+pub(crate) fn push_call_id(out: &mut String) {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
@@ -38,7 +46,7 @@ pub(crate) fn new_call_id() -> String {
     random[8..].copy_from_slice(&next_u64().to_le_bytes()[..2]);
     let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
     let mut buffer = uuid::Uuid::encode_buffer();
-    id.hyphenated().encode_lower(&mut buffer).to_owned()
+    out.push_str(id.hyphenated().encode_lower(&mut buffer));
 }
 
 /// A new, non-zero W3C trace id.

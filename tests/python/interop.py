@@ -84,6 +84,61 @@ async def main(url):
     check(event["user_id"] == "py_user", "orders.created carries the order", event)
     check(bool((msg.headers or {}).get("Nats-Msg-Id")), "an event carries a Nats-Msg-Id", msg.headers)
 
+    # Headers: a caller may send natsgen's headers (older natsgen clients send all of them); the
+    # service honours them, and its own nested calls send only what the callee needs.
+    nested_rpc = await nc.subscribe("order_service.rpc.create_order")
+    nested_async = await nc.subscribe("notification_service.async.send_email")
+    trace_id = uuid.uuid4().hex
+    old_headers = {
+        "Natsgen-Call-Id": "py-call-1",
+        "Natsgen-Caller-Chain": "py-root-0",
+        "Natsgen-Deadline-Ms": "20000",
+        "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01",
+    }
+    order_data = {
+        "user_id": "py_workflow",
+        "email": "py_workflow@example.com",
+        "items": [item],
+        "shipping_address": "1 Python Way",
+    }
+    reply = await nc.request(
+        "ecommerce_workflow.rpc.process_order",
+        json.dumps({"order_data": order_data}).encode(),
+        timeout=30,
+        headers=old_headers,
+    )
+    confirmation = json.loads(reply.data).get("result")
+    check(isinstance(confirmation, dict), "a request with every natsgen header is served", reply.data)
+    msg = await next_message(nested_rpc)
+    headers = msg.headers or {}
+    check(
+        headers.get("Natsgen-Caller-Chain") == "py-root-0,py-call-1",
+        "a nested call extends the caller chain it was given",
+        headers,
+    )
+    parent = headers.get("traceparent", "").split("-")
+    check(
+        len(parent) == 4 and parent[1] == trace_id and parent[2] != "00f067aa0ba902b7",
+        "a nested call continues the caller's trace with a new span",
+        headers,
+    )
+    check("Natsgen-Call-Id" not in headers, "a nested RPC call leaves its call id to the callee", headers)
+    confirmation_id = f"send_email:{confirmation['order_id']}/confirmation"
+    while True:
+        msg = await next_message(nested_async)
+        headers = msg.headers or {}
+        if headers.get("Nats-Msg-Id") == confirmation_id:
+            break
+    check(
+        headers.get("Natsgen-Caller-Chain") == "py-root-0,py-call-1"
+        and headers.get("traceparent", "").split("-")[1:2] == [trace_id],
+        "a nested async call carries the chain and the trace",
+        headers,
+    )
+    check(bool(headers.get("Natsgen-Call-Id")), "an async call with a key carries its call id", headers)
+    await nested_rpc.unsubscribe()
+    await nested_async.unsubscribe()
+
     # Async: a plain core publish to <service>.async.<method> is processed; emails.sent follows.
     sent = await nc.subscribe("emails.sent")
     recipient = f"py_{uuid.uuid4().hex[:8]}@example.com"

@@ -319,7 +319,8 @@ async fn a_handler_that_always_fails_is_dead_lettered_after_max_attempts() {
     within(
         client
             .run("doomed".into(), u32::MAX, 0)
-            .idempotency_key("doomed-1"),
+            .idempotency_key("doomed-1")
+            .header("X-Tenant", "acme"),
     )
     .await
     .unwrap();
@@ -352,7 +353,7 @@ async fn a_handler_that_always_fails_is_dead_lettered_after_max_attempts() {
     assert!(header(headers, "Natsgen-Dlq-Sequence").is_some());
     // The original headers travel along; JetStream's own do not (the dead letter has its own id).
     assert!(header(headers, "Natsgen-Call-Id").is_some());
-    assert!(header(headers, "traceparent").is_some());
+    assert_eq!(header(headers, "X-Tenant"), Some("acme"));
     assert_ne!(header(headers, "Nats-Msg-Id"), Some("run:doomed-1"));
     // The payload is the call, unchanged.
     let call: serde_json::Value = serde_json::from_slice(&stored.payload).unwrap();
@@ -555,6 +556,53 @@ async fn a_plain_core_publish_is_processed() {
     let first = seen.iter().find(|a| a.job_id == "raw").unwrap();
     assert_eq!(first.message_id, None);
     assert!(!first.call_id.is_empty());
+    wait_until_drained(&nats, "ASYNC_job_runner").await;
+    within(host.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_async_call_carries_its_id_once_and_the_service_reads_it_from_the_message_id() {
+    let (_server, nats) = start_server().await;
+    let mut published = nats.nats().subscribe("job_runner.async.run").await.unwrap();
+    within(nats.nats().flush()).await.unwrap();
+    let (log, host) = serve_jobs(&nats, |host| host).await;
+    let client = JobRunnerClient::new(&nats);
+
+    // Without a key, the call id is the key: one header, `Nats-Msg-Id: run:<call id>`.
+    within(client.run("plain".into(), 0, 0)).await.unwrap();
+    let message = within(published.next()).await.unwrap();
+    let headers: Vec<(String, String)> = message
+        .headers
+        .iter()
+        .flat_map(|headers| headers.iter())
+        .map(|(name, values)| (name.to_string(), values[0].as_str().to_owned()))
+        .collect();
+    assert_eq!(headers.len(), 1, "{headers:?}");
+    assert_eq!(headers[0].0, "Nats-Msg-Id");
+    let call_id = headers[0].1.strip_prefix("run:").expect("run:<call id>");
+    let seen = log
+        .wait_until(|log| attempts_of(log, "plain", true) == [1])
+        .await;
+    let attempt = seen.iter().find(|a| a.job_id == "plain").unwrap();
+    assert_eq!(attempt.call_id, call_id, "the handler's call id is the key");
+
+    // With a key, the call id travels on its own.
+    within(
+        client
+            .run("keyed".into(), 0, 0)
+            .idempotency_key("order-9/confirm"),
+    )
+    .await
+    .unwrap();
+    let message = within(published.next()).await.unwrap();
+    let headers = message.headers.unwrap();
+    assert_eq!(header(&headers, "Nats-Msg-Id"), Some("run:order-9/confirm"));
+    let call_id = header(&headers, "Natsgen-Call-Id").expect("a call id header");
+    let seen = log
+        .wait_until(|log| attempts_of(log, "keyed", true) == [1])
+        .await;
+    let attempt = seen.iter().find(|a| a.job_id == "keyed").unwrap();
+    assert_eq!(attempt.call_id, call_id);
     wait_until_drained(&nats, "ASYNC_job_runner").await;
     within(host.shutdown()).await.unwrap();
 }

@@ -263,3 +263,88 @@ async fn a_nested_call_carries_the_chain_the_trace_and_the_deadline() {
         "same trace id end to end"
     );
 }
+
+/// The natsgen headers (and any other) of the next request on `subscriber`, a plain
+/// subscription beside the service's queue group, so it sees a copy of every request.
+async fn next_request_headers(subscriber: &mut async_nats::Subscriber) -> Vec<(String, String)> {
+    use futures_util::StreamExt;
+    let message = tokio::time::timeout(Duration::from_secs(30), subscriber.next())
+        .await
+        .expect("the request arrives")
+        .expect("subscribed");
+    let mut headers: Vec<(String, String)> = message
+        .headers
+        .iter()
+        .flat_map(|headers| headers.iter())
+        .flat_map(|(name, values)| {
+            values
+                .iter()
+                .map(move |value| (name.to_string(), value.as_str().to_owned()))
+        })
+        .collect();
+    headers.sort();
+    headers
+}
+
+fn names(headers: &[(String, String)]) -> Vec<&str> {
+    headers.iter().map(|(name, _)| name.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_plain_call_sends_no_headers_and_a_nested_call_sends_what_the_service_needs() {
+    let (_server, connection, _host, _) = setup().await;
+    let mut requests = connection
+        .nats()
+        .subscribe("greeter.rpc.greet")
+        .await
+        .unwrap();
+    connection.nats().flush().await.unwrap();
+    let client = GreeterClient::new(&connection);
+
+    // No context, the schema's timeout, no tracing subscriber: nothing to say.
+    let greeting = client.greet("ada".into()).await.expect("greet");
+    assert!(greeting.caller_chain.is_empty());
+    let remaining = greeting.remaining_ms.expect("the schema's timeout applies");
+    assert!(remaining <= 5_000, "{remaining}");
+    assert_eq!(
+        next_request_headers(&mut requests).await,
+        [],
+        "a plain call carries no header block"
+    );
+
+    // A shorter timeout is sent; the caller's own headers too.
+    client
+        .greet("bob".into())
+        .timeout(Duration::from_secs(2))
+        .header("X-Tenant", "acme")
+        .await
+        .expect("greet");
+    let headers = next_request_headers(&mut requests).await;
+    assert_eq!(names(&headers), ["Natsgen-Deadline-Ms", "X-Tenant"]);
+    let deadline: u64 = headers[0].1.parse().unwrap();
+    assert!(
+        (1..=2_000).contains(&deadline),
+        "the deadline is the call's timeout: {deadline}"
+    );
+
+    // A nested call: the relay's call to greet carries the chain, the trace and the root's
+    // shorter deadline; the greeter makes the call id.
+    let root = Context::new(&connection).with_timeout(Duration::from_secs(3));
+    let relayed = client
+        .relay("cy".into())
+        .context(&root)
+        .await
+        .expect("relay");
+    let headers = next_request_headers(&mut requests).await;
+    assert_eq!(
+        names(&headers),
+        ["Natsgen-Caller-Chain", "Natsgen-Deadline-Ms", "traceparent"]
+    );
+    assert_eq!(headers[0].1, relayed.caller_chain.join(","));
+    assert_eq!(
+        relayed.caller_chain.first(),
+        Some(&root.call_id().to_owned())
+    );
+    let trace = natsgen::TraceParent::parse(&headers[2].1).expect("a traceparent");
+    assert_eq!(trace.trace_id(), root.trace_parent().trace_id());
+}
