@@ -194,10 +194,8 @@ impl AsyncCall {
                 after: timeout,
             });
         }
-        let retry = options
-            .retry
-            .or_else(|| core.default_retry(descriptor.name))
-            .filter(|retry| retry.max_attempts > 1)
+        let retry = core
+            .retry_for(descriptor.name, options.retry)
             .unwrap_or_else(CallRetry::none);
 
         let span = tracing::debug_span!(

@@ -172,11 +172,15 @@ impl ClientCore {
         self.with_options(ClientOptions::new().retry(retry))
     }
 
-    /// The retry policy of a call of `method` that sets none itself.
-    pub(crate) fn default_retry(&self, method: &str) -> Option<CallRetry> {
-        self.connection
-            .client_options()
-            .retry_policy(self.descriptor.name, method)
+    /// The retry policy of a call of `method`: its own, else the client's default for the
+    /// method; `None` when that allows a single attempt only.
+    pub(crate) fn retry_for(&self, method: &str, own: Option<CallRetry>) -> Option<CallRetry> {
+        own.or_else(|| {
+            self.connection
+                .client_options()
+                .retry_policy(self.descriptor.name, method)
+        })
+        .filter(|retry| retry.max_attempts > 1)
     }
 
     /// Leave to send a call through the service's circuit breaker, or the error to fail with.
@@ -366,10 +370,7 @@ where
                 after: timeout,
             });
         }
-        let retry = options
-            .retry
-            .or_else(|| core.default_retry(descriptor.name))
-            .filter(|retry| retry.max_attempts > 1);
+        let retry = core.retry_for(descriptor.name, options.retry);
 
         let schema_timeout = schema_timeout(descriptor);
         let span = tracing::debug_span!(

@@ -217,14 +217,16 @@ impl Publish {
         // Once per connection and package: make sure the stream captures every declared topic
         // before the first publish, so no publish lands on a topic no stream captures (where a
         // core subscriber would take it in the stream's place and no PubAck would come).
-        if !publisher.connection.event_stream_known(descriptor) {
+        let ensure_stream = || {
             ensure_event_stream(
                 js,
                 publisher.connection.stream_settings(),
                 descriptor.package,
                 descriptor.topics,
             )
-            .await?;
+        };
+        if !publisher.connection.event_stream_known(descriptor) {
+            ensure_stream().await?;
             publisher.connection.remember_event_stream(descriptor);
         }
         // The headers move into the first publish; the one retry builds them again.
@@ -245,13 +247,7 @@ impl Publish {
                 reason: error.to_string(),
             });
         }
-        ensure_event_stream(
-            js,
-            publisher.connection.stream_settings(),
-            descriptor.package,
-            descriptor.topics,
-        )
-        .await?;
+        ensure_stream().await?;
         let map = event_headers(&extra, &event_id, context, subject)?;
         publish(js, subject, map, payload)
             .await

@@ -91,4 +91,43 @@ pub mod hygiene {
 }
 pub mod seams {
     natsgen::include_schema!("seams");
+
+    /// `back` and `watcher` as the middleware and observability tests serve them: `note` emits
+    /// `seams.noted` with the note's text, and the watcher passes each event's text on.
+    pub mod services {
+        use natsgen::{Context, ServiceError};
+        use tokio::sync::mpsc;
+
+        use super::{Back, Events, SeamsNoted, Watcher};
+
+        /// `back`: each note becomes a `seams.noted` event.
+        #[derive(Debug)]
+        pub struct Noting;
+
+        impl Back for Noting {
+            async fn note(&self, ctx: &Context, text: String) -> Result<(), ServiceError> {
+                ctx.emit::<Events>()
+                    .seams_noted(&SeamsNoted {
+                        text,
+                        tenant: String::new(),
+                    })
+                    .context(ctx)
+                    .await
+                    .map_err(|error| ServiceError::internal(error.to_string()))
+            }
+        }
+
+        /// `watcher`: sends the text of each `seams.noted` event it handles.
+        #[derive(Debug)]
+        pub struct Forwarding {
+            pub seen: mpsc::UnboundedSender<String>,
+        }
+
+        impl Watcher for Forwarding {
+            async fn seen(&self, _ctx: &Context, event: SeamsNoted) -> Result<(), ServiceError> {
+                let _ = self.seen.send(event.text);
+                Ok(())
+            }
+        }
+    }
 }

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use natsgen::middleware::{Middleware, MiddlewareFuture, Next};
 use natsgen::testing::NatsServer;
 use natsgen::{ClientOptions, Connection, Context, Host, HostHandle, ServiceError};
+use natsgen_tests::seams::services::{Forwarding, Noting};
 use natsgen_tests::seams::{
-    Back, BackClient, BackServer, Front, FrontClient, FrontServer, SeamsNoted, Watcher,
-    WatcherServer,
+    BackClient, BackServer, Front, FrontClient, FrontServer, WatcherServer,
 };
 use tokio::sync::mpsc;
 
@@ -42,32 +42,6 @@ impl Front for FrontImpl {
             .await
             .map_err(|error| ServiceError::internal(error.to_string()))?;
         Ok("relayed".into())
-    }
-}
-
-struct BackImpl;
-
-impl Back for BackImpl {
-    async fn note(&self, ctx: &Context, text: String) -> Result<(), ServiceError> {
-        ctx.emit::<natsgen_tests::seams::Events>()
-            .seams_noted(&SeamsNoted {
-                text,
-                tenant: String::new(),
-            })
-            .context(ctx)
-            .await
-            .map_err(|error| ServiceError::internal(error.to_string()))
-    }
-}
-
-struct WatcherImpl {
-    seen: mpsc::UnboundedSender<String>,
-}
-
-impl Watcher for WatcherImpl {
-    async fn seen(&self, _ctx: &Context, event: SeamsNoted) -> Result<(), ServiceError> {
-        let _ = self.seen.send(event.text);
-        Ok(())
     }
 }
 
@@ -172,8 +146,8 @@ async fn setup() -> (NatsServer, Connection) {
 
 fn services(host: Host, seen: mpsc::UnboundedSender<String>) -> Host {
     host.serve(FrontServer::new(FrontImpl))
-        .serve(BackServer::new(BackImpl))
-        .serve(WatcherServer::new(WatcherImpl { seen }))
+        .serve(BackServer::new(Noting))
+        .serve(WatcherServer::new(Forwarding { seen }))
 }
 
 #[tokio::test]

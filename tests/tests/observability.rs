@@ -11,9 +11,9 @@ use std::time::Duration;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use natsgen::testing::NatsServer;
 use natsgen::{Context, Host, ServiceError};
+use natsgen_tests::seams::services::{Forwarding, Noting};
 use natsgen_tests::seams::{
-    Back, BackClient, BackServer, Front, FrontClient, FrontServer, SeamsNoted, Watcher,
-    WatcherServer,
+    BackClient, BackServer, Front, FrontClient, FrontServer, WatcherServer,
 };
 use tokio::sync::mpsc;
 
@@ -41,32 +41,6 @@ impl Front for FrontImpl {
             .await
             .map_err(|error| ServiceError::internal(error.to_string()))?;
         Ok("relayed".into())
-    }
-}
-
-struct BackImpl;
-
-impl Back for BackImpl {
-    async fn note(&self, ctx: &Context, text: String) -> Result<(), ServiceError> {
-        ctx.emit::<natsgen_tests::seams::Events>()
-            .seams_noted(&SeamsNoted {
-                text,
-                tenant: String::new(),
-            })
-            .context(ctx)
-            .await
-            .map_err(|error| ServiceError::internal(error.to_string()))
-    }
-}
-
-struct WatcherImpl {
-    seen: mpsc::UnboundedSender<String>,
-}
-
-impl Watcher for WatcherImpl {
-    async fn seen(&self, _ctx: &Context, event: SeamsNoted) -> Result<(), ServiceError> {
-        let _ = self.seen.send(event.text);
-        Ok(())
     }
 }
 
@@ -129,8 +103,8 @@ async fn endpoints_report_counters_and_latency_histograms() {
     let host = within(
         Host::new(nats.clone())
             .serve(FrontServer::new(FrontImpl))
-            .serve(BackServer::new(BackImpl))
-            .serve(WatcherServer::new(WatcherImpl { seen }))
+            .serve(BackServer::new(Noting))
+            .serve(WatcherServer::new(Forwarding { seen }))
             .start(),
     )
     .await
@@ -199,7 +173,7 @@ async fn readiness_follows_the_connection_and_shutdown() {
     let (seen, _seen_rx) = mpsc::unbounded_channel();
     let host = within(
         Host::new(nats.clone())
-            .serve(WatcherServer::new(WatcherImpl { seen }))
+            .serve(WatcherServer::new(Forwarding { seen }))
             .start(),
     )
     .await
