@@ -39,6 +39,7 @@ mod context;
 pub mod discovery;
 mod error;
 mod events;
+mod future;
 pub mod headers;
 pub mod health;
 mod host;
@@ -61,6 +62,7 @@ pub use connection::{connect, ConnectOptions, Connection, ServerUrls, MIN_SERVER
 pub use context::Context;
 pub use error::{CallError, Error, ServiceError};
 pub use events::DEFAULT_PUBLISH_TIMEOUT;
+pub use future::{CallFuture, HandlerFuture};
 pub use headers::TraceParent;
 pub use host::{
     Host, HostHandle, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUE,
