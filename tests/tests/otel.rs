@@ -250,7 +250,7 @@ async fn one_trace_across_rpc_async_call_and_event() {
 async fn a_callers_own_traceparent_is_sent_as_it_is() {
     let _global = GLOBAL_TELEMETRY.lock().await;
     let (exporter, _provider) = install(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
-    let (_server, nats, host, _seen) = setup().await;
+    let (_server, nats, host, mut seen) = setup().await;
 
     let current = remote_parent(0xaaaa_u128 << 64 | 0x1, 0xbbbb);
     let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -277,7 +277,31 @@ async fn a_callers_own_traceparent_is_sent_as_it_is() {
         .unwrap();
     assert!(answer.starts_with(&format!("{other} - ")), "{answer}");
 
-    let spans = spans(&exporter, 4).await;
+    // An event published with its own traceparent, the same way.
+    let third = "00-0af7651916cd43dd8448eb211c80319e-b7ad6b7169203333-01";
+    let event = SeamsNoted {
+        text: "n".into(),
+        tenant: String::new(),
+    };
+    within(
+        Events::new(&nats)
+            .seams_noted(&event)
+            .header("traceparent", third)
+            .into_future()
+            .with_context(remote_parent(0xcccc, 0xdddd)),
+    )
+    .await
+    .unwrap();
+    let watcher_saw = within(seen.recv()).await.unwrap();
+    assert_eq!(
+        (
+            watcher_saw.traceparent.as_str(),
+            watcher_saw.tracestate.as_str()
+        ),
+        (third, "-")
+    );
+
+    let spans = spans(&exporter, 6).await;
     within(host.shutdown()).await.unwrap();
     // The service's span continues the caller's own trace context.
     let servers: Vec<_> = spans
