@@ -228,10 +228,11 @@ impl AsyncCall {
             .parse::<HeaderValue>()
             .map_err(|_| CallError::Encode("the idempotency key contains a line break".into()))?;
         map.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+        let own_trace = headers::sets_trace_parent(&options.headers);
         match &context {
-            Some(ctx) => headers::propagate(&mut map, ctx),
+            Some(ctx) => headers::propagate(&mut map, ctx, !own_trace),
             // The caller records the call: the service's records join its trace.
-            None if !span.is_disabled() => {
+            None if !span.is_disabled() && !own_trace => {
                 map.insert(
                     headers::TRACEPARENT_NAME,
                     headers::TraceParent::new_sampled_root().to_header_value(),
@@ -240,12 +241,29 @@ impl AsyncCall {
             None => {}
         }
         span.record("call_id", call_id.as_str());
-        crate::streams::leaves_dead_letter_room(
+        #[cfg(feature = "otel")]
+        let otel = crate::otel::start_call(
+            crate::otel::Outgoing::Publish {
+                service,
+                method: descriptor.name,
+                subject: descriptor.subject,
+            },
+            context.as_ref(),
+        );
+        #[cfg(feature = "otel")]
+        crate::otel::inject(&otel, &options.headers, &mut map);
+        if let Err(reason) = crate::streams::leaves_dead_letter_room(
             payload.len(),
             &map,
             core.connection().max_payload(),
-        )
-        .map_err(CallError::Encode)?;
+        ) {
+            #[cfg(feature = "otel")]
+            crate::otel::finish_call(
+                &otel,
+                Some((ServiceError::PAYLOAD_TOO_LARGE, reason.clone())),
+            );
+            return Err(CallError::Encode(reason));
+        }
         let started = std::time::Instant::now();
         let publish = Publish {
             core: &core,
@@ -257,6 +275,8 @@ impl AsyncCall {
         let result = publish.with_retries(retry).instrument(span.clone()).await;
         span.record("outcome", crate::client::call_outcome(&result));
         span.record("duration_us", started.elapsed().as_micros() as u64);
+        #[cfg(feature = "otel")]
+        crate::otel::finish_call(&otel, crate::otel::failure_of(&result));
         result
     }
 }

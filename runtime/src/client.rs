@@ -48,7 +48,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct CallOptions {
     /// Overrides the method's timeout from the schema.
     pub timeout: Option<Duration>,
-    /// Extra NATS headers sent with the request. natsgen's own headers win on a clash.
+    /// Extra NATS headers sent with the request. natsgen's own headers (call id, caller chain,
+    /// deadline) win on a clash; a `traceparent` given here is sent instead of natsgen's.
     pub headers: Vec<(String, String)>,
     /// Async calls: the key that makes a retried call count once. Ignored by RPC calls.
     pub idempotency_key: Option<String>,
@@ -381,12 +382,23 @@ where
             outcome = tracing::field::Empty,
             duration_us = tracing::field::Empty,
         );
-        let headers = request_headers(
+        #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+        let mut headers = request_headers(
             &options,
             context.as_ref(),
             (timeout < schema_timeout).then_some(timeout),
             !span.is_disabled(),
         )?;
+        #[cfg(feature = "otel")]
+        let otel = crate::otel::start_call(
+            crate::otel::Outgoing::Rpc {
+                service,
+                method: descriptor.name,
+            },
+            context.as_ref(),
+        );
+        #[cfg(feature = "otel")]
+        crate::otel::inject(&otel, &options.headers, &mut headers);
         if let Some(call_id) = headers::get(&headers, &headers::CALL_ID_NAME) {
             span.record("call_id", call_id);
         }
@@ -410,6 +422,8 @@ where
         };
         span.record("outcome", call_outcome(&result));
         span.record("duration_us", started.elapsed().as_micros() as u64);
+        #[cfg(feature = "otel")]
+        crate::otel::finish_call(&otel, crate::otel::failure_of(&result));
         result.map_err(|error| error.map_service(E::from_service_error))
     }
 }
@@ -573,6 +587,8 @@ pub(crate) fn user_headers<E>(extra: &[(String, String)]) -> Result<HeaderMap, C
 ///   call id and, without a parent context, a new sampled `traceparent`, so the service's records
 ///   join the caller's.
 ///
+/// A `traceparent` among the caller's headers is sent instead of natsgen's.
+///
 /// A plain call (no context, the schema's timeout, tracing off) sends no header at all; the
 /// service makes a call id and applies the schema timeout.
 fn request_headers<E>(
@@ -606,7 +622,7 @@ fn request_headers<E>(
         }
         None => sampled.then(TraceParent::new_sampled_root),
     };
-    if let Some(trace) = trace {
+    if let Some(trace) = trace.filter(|_| !headers::sets_trace_parent(&options.headers)) {
         headers.insert(headers::TRACEPARENT_NAME, trace.to_header_value());
     }
     Ok(headers)
@@ -720,7 +736,7 @@ mod tests {
         // natsgen's own headers are natsgen's to set.
         let options = CallOptions::new()
             .header(headers::CALL_ID, "mine")
-            .header(headers::TRACEPARENT, "mine")
+            .header(headers::CALLER_CHAIN, "mine")
             .header("X-Tenant", "acme");
         let headers = request_headers::<ServiceError>(
             &options,
@@ -742,5 +758,15 @@ mod tests {
         let trace = headers::get(&sampled, &headers::TRACEPARENT_NAME).unwrap();
         assert_eq!(TraceParent::parse(trace).unwrap().flags(), 1, "{trace}");
         assert!(headers::get(&sampled, &headers::DEADLINE_MS_NAME).is_none());
+
+        // A caller's own traceparent is sent as it is, instead of natsgen's.
+        let own = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let options = CallOptions::new().header(headers::TRACEPARENT, own);
+        let sampled = request_headers::<ServiceError>(&options, None, None, true).unwrap();
+        let sent: Vec<_> = sampled
+            .get_all(headers::TRACEPARENT_NAME)
+            .map(|value| value.as_str())
+            .collect();
+        assert_eq!(sent, [own]);
     }
 }

@@ -41,6 +41,10 @@ struct Inner {
     /// RPC: headers the handler (or a middleware) sets on its reply. `Mutex::new` allocates
     /// nothing, so a handler that sets none pays nothing for it.
     reply_headers: Mutex<Option<HeaderMap>>,
+    /// The OpenTelemetry context calls made in this context continue: a handler's span, or the
+    /// context current where a root context was made.
+    #[cfg(feature = "otel")]
+    otel: opentelemetry::Context,
 }
 
 impl Context {
@@ -61,6 +65,8 @@ impl Context {
                 attempt: 1,
                 headers: None,
                 reply_headers: Mutex::new(None),
+                #[cfg(feature = "otel")]
+                otel: opentelemetry::Context::current(),
             }),
         }
     }
@@ -82,20 +88,36 @@ impl Context {
             (Some(asked), Some(limit)) => Some(asked.min(limit)),
             (asked, limit) => asked.or(limit),
         };
+        let call_id = parsed.call_id.unwrap_or_else(crate::ids::new_call_id);
+        #[cfg(feature = "otel")]
+        let otel = crate::otel::handler_context(
+            headers.as_ref(),
+            service,
+            method,
+            subject.as_str(),
+            &call_id,
+            true,
+        );
+        #[cfg(feature = "otel")]
+        let trace = crate::otel::trace_parent_of(&otel).or(parsed.trace);
+        #[cfg(not(feature = "otel"))]
+        let trace = parsed.trace;
         Context {
             inner: Arc::new(Inner {
-                call_id: parsed.call_id.unwrap_or_else(crate::ids::new_call_id),
+                call_id,
                 caller_chain: parsed.caller_chain,
                 // A deadline too far away to represent is no deadline.
                 deadline: timeout.and_then(|timeout| received.checked_add(timeout)),
                 service,
                 method,
                 connection: connection.clone(),
-                trace: parsed.trace.unwrap_or_else(TraceParent::new_root),
+                trace: trace.unwrap_or_else(TraceParent::new_root),
                 subject,
                 attempt: 1,
                 headers,
                 reply_headers: Mutex::new(None),
+                #[cfg(feature = "otel")]
+                otel,
             }),
         }
     }
@@ -116,6 +138,19 @@ impl Context {
             .call_id
             .or_else(|| call_id_of_message_id(headers.as_ref()?, method))
             .unwrap_or_else(crate::ids::new_call_id);
+        #[cfg(feature = "otel")]
+        let otel = crate::otel::handler_context(
+            headers.as_ref(),
+            service,
+            method,
+            subject.as_str(),
+            &call_id,
+            false,
+        );
+        #[cfg(feature = "otel")]
+        let trace = crate::otel::trace_parent_of(&otel).or(parsed.trace);
+        #[cfg(not(feature = "otel"))]
+        let trace = parsed.trace;
         Context {
             inner: Arc::new(Inner {
                 call_id,
@@ -124,11 +159,13 @@ impl Context {
                 service,
                 method,
                 connection: connection.clone(),
-                trace: parsed.trace.unwrap_or_else(TraceParent::new_root),
+                trace: trace.unwrap_or_else(TraceParent::new_root),
                 subject,
                 attempt: attempt.max(1),
                 headers,
                 reply_headers: Mutex::new(None),
+                #[cfg(feature = "otel")]
+                otel,
             }),
         }
     }
@@ -297,6 +334,24 @@ impl Context {
         self.inner.trace
     }
 
+    /// The OpenTelemetry context of this call (feature `otel`): in a handler, the context of the
+    /// handler's span (a child of the caller's); for [`Context::new`], the context that was
+    /// current where it was made. natsgen makes it current while the handler runs, and calls made
+    /// with this context continue it from any task; attach it to work the handler spawns to
+    /// parent that work's own spans:
+    ///
+    /// ```
+    /// use opentelemetry::context::FutureExt;
+    /// # fn f(ctx: &natsgen::Context) {
+    /// let work = async { /* spans started here are children of the handler's */ };
+    /// tokio::spawn(work.with_context(ctx.otel_context().clone()));
+    /// # }
+    /// ```
+    #[cfg(feature = "otel")]
+    pub fn otel_context(&self) -> &opentelemetry::Context {
+        &self.inner.otel
+    }
+
     /// A copy without a deadline, for background work that outlives the call.
     pub fn detached(&self) -> Context {
         self.with_deadline_value(None)
@@ -334,6 +389,8 @@ impl Context {
                 attempt: inner.attempt,
                 headers: inner.headers.clone(),
                 reply_headers: Mutex::new(None),
+                #[cfg(feature = "otel")]
+                otel: inner.otel.clone(),
             }),
         }
     }

@@ -65,6 +65,8 @@ impl EventPublisher {
             event_id: None,
             headers: Vec::new(),
             timeout: None,
+            #[cfg(feature = "otel")]
+            otel: None,
         }
     }
 }
@@ -82,6 +84,9 @@ pub struct Publish {
     event_id: Option<String>,
     headers: Vec<(String, String)>,
     timeout: Option<Duration>,
+    /// The publish's span, once it is sent.
+    #[cfg(feature = "otel")]
+    otel: Option<opentelemetry::Context>,
 }
 
 impl Publish {
@@ -137,7 +142,8 @@ impl IntoFuture for Publish {
 impl Publish {
     /// Publishes within the timeout: with the server unreachable, a publish never waits longer
     /// (the JetStream context's own timeout is far longer).
-    async fn send(self) -> Result<(), Error> {
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    async fn send(mut self) -> Result<(), Error> {
         let mut timeout = self.timeout.unwrap_or(DEFAULT_PUBLISH_TIMEOUT);
         if let Some(remaining) = self.publisher.context.as_ref().and_then(Context::remaining) {
             timeout = timeout.min(remaining);
@@ -149,6 +155,32 @@ impl Publish {
             .get(self.topic)
             .copied()
             .unwrap_or_default();
+        #[cfg(feature = "otel")]
+        let otel = {
+            let otel = crate::otel::start_call(
+                crate::otel::Outgoing::Publish {
+                    service: self.publisher.descriptor.package,
+                    method: subject,
+                    subject,
+                },
+                self.publisher.context.as_ref(),
+            );
+            self.otel = Some(otel.clone());
+            otel
+        };
+        let result = self.send_within(timeout, subject).await;
+        #[cfg(feature = "otel")]
+        crate::otel::finish_call(
+            &otel,
+            result
+                .as_ref()
+                .err()
+                .map(|error| ("error", error.to_string())),
+        );
+        result
+    }
+
+    async fn send_within(self, timeout: Duration, subject: &'static str) -> Result<(), Error> {
         match tokio::time::timeout(timeout, self.send_unbounded()).await {
             Ok(result) => result,
             Err(_) => Err(Error::Publish {
@@ -169,6 +201,8 @@ impl Publish {
             event_id,
             headers: mut extra,
             timeout: _,
+            #[cfg(feature = "otel")]
+            otel,
         } = self;
         let descriptor = publisher.descriptor;
         let Some(subject) = descriptor.topics.get(topic).copied() else {
@@ -203,7 +237,14 @@ impl Publish {
         }
         let event_id = event_id.unwrap_or_else(crate::ids::new_call_id);
         let context = publisher.context.as_ref();
-        let map = event_headers(&extra, &event_id, context, subject)?;
+        // The propagator's fields (with the `otel` feature), written over natsgen's own.
+        #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+        let mut traced = HeaderMap::new();
+        #[cfg(feature = "otel")]
+        if let Some(otel) = &otel {
+            crate::otel::inject(otel, &extra, &mut traced);
+        }
+        let map = event_headers(&extra, &event_id, context, subject, &traced)?;
         crate::streams::leaves_dead_letter_room(
             payload.len(),
             &map,
@@ -248,7 +289,7 @@ impl Publish {
             });
         }
         ensure_stream().await?;
-        let map = event_headers(&extra, &event_id, context, subject)?;
+        let map = event_headers(&extra, &event_id, context, subject, &traced)?;
         publish(js, subject, map, payload)
             .await
             .map_err(|error| Error::Publish {
@@ -271,13 +312,15 @@ async fn publish(
         .map(drop)
 }
 
-/// The headers of an event: the publisher's own, its id, and the caller chain and trace of the
-/// call it is published in.
+/// The headers of an event: the publisher's own, its id, the caller chain and trace of the call
+/// it is published in, and the fields `traced` the OpenTelemetry propagator wrote (they win).
+/// A `traceparent` of the publisher's own is sent instead of natsgen's.
 fn event_headers(
     extra: &[(String, String)],
     event_id: &str,
     context: Option<&Context>,
     subject: &str,
+    traced: &HeaderMap,
 ) -> Result<HeaderMap, Error> {
     let mut map = HeaderMap::new();
     for (name, value) in extra {
@@ -297,7 +340,12 @@ fn event_headers(
     })?;
     map.insert(async_nats::header::NATS_MESSAGE_ID, event_id);
     if let Some(ctx) = context {
-        headers::propagate(&mut map, ctx);
+        headers::propagate(&mut map, ctx, !headers::sets_trace_parent(extra));
+    }
+    for (name, values) in traced.iter() {
+        if let Some(value) = values.first() {
+            map.insert(name.clone(), value.clone());
+        }
     }
     Ok(map)
 }

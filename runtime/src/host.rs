@@ -723,7 +723,31 @@ async fn handle(
     .await;
 }
 
+#[cfg(not(feature = "otel"))]
+pub(crate) use call_handler as run_handler;
+
+/// Runs the handler (and the middleware around it) with the context's OpenTelemetry span
+/// current, and ends the span with the outcome.
+#[cfg(feature = "otel")]
 pub(crate) async fn run_handler(
+    runtime: &ServiceRuntime,
+    index: usize,
+    ctx: Context,
+    payload: Bytes,
+    deadline: Option<Instant>,
+) -> Result<Bytes, ServiceError> {
+    use opentelemetry::context::FutureExt as _;
+    let otel = ctx.otel_context().clone();
+    let result = call_handler(runtime, index, ctx, payload, deadline)
+        .with_context(otel.clone())
+        .await;
+    crate::otel::finish(&otel, result.as_ref().err());
+    result
+}
+
+/// Runs the handler of endpoint `index` (through the middleware) until it finishes or the
+/// deadline passes; a panic is an `internal` error.
+pub(crate) async fn call_handler(
     runtime: &ServiceRuntime,
     index: usize,
     ctx: Context,

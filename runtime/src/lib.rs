@@ -30,6 +30,13 @@
 //! Wire contract: a sync RPC is a core NATS request on `<service>.rpc.<method>` (queue group
 //! `<service>`) with the params object as JSON; the reply is `{"result": ...}` or an error reply
 //! (see [`ServiceError`]); natsgen's own headers are listed in [`headers`].
+//!
+//! # Features
+//!
+//! - `testing`: the `testing` module, a real nats-server on a free port for tests.
+//! - `metrics`: per-endpoint counters and latency histograms through the `metrics` facade.
+//! - `otel`: calls and handlers join OpenTelemetry traces through the global propagator and
+//!   tracer provider; see the `otel` module.
 
 mod async_call;
 mod client;
@@ -48,6 +55,8 @@ mod json;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod middleware;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod resilience;
 mod service;
 mod stats;
