@@ -224,15 +224,11 @@ impl Publish {
         let event_id = event_id.unwrap_or_else(crate::ids::new_call_id);
         let context = publisher.context.as_ref();
         let map = event_headers(&extra, &event_id, context, subject)?;
-        crate::streams::leaves_dead_letter_room(
-            payload.len(),
-            &map,
-            connection.max_payload(),
-        )
-        .map_err(|reason| Error::Publish {
-            subject: subject.to_owned(),
-            reason,
-        })?;
+        crate::streams::leaves_dead_letter_room(payload.len(), &map, connection.max_payload())
+            .map_err(|reason| Error::Publish {
+                subject: subject.to_owned(),
+                reason,
+            })?;
         let js = connection.async_call_jetstream();
         // Once per connection and package: make sure the stream captures every declared topic
         // before the first publish, so no publish lands on a topic no stream captures (where a

@@ -10,14 +10,14 @@ use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use natsgen::testing::InProcess;
 use natsgen::codegen::EndpointKind;
+use natsgen::testing::InProcess;
 use natsgen::{CallError, CallOptions, Context, ServiceError};
 use natsgen_tests::store::till::PayError;
 use natsgen_tests::store::{
-    self, Bank, BankApi, BankClient, BankServer, Dispatch, DispatchServer, Order, Post,
-    PostClient, PostServer, Receipt, StoreShipped, TallyRoll, TallyRollRecordEvent,
-    TallyRollServer, Till, TillClient, TillServer,
+    self, Bank, BankApi, BankClient, BankServer, Dispatch, DispatchServer, Order, Post, PostClient,
+    PostServer, Receipt, StoreShipped, TallyRoll, TallyRollRecordEvent, TallyRollServer, Till,
+    TillClient, TillServer,
 };
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -48,7 +48,12 @@ impl Till for TillImpl {
         Ok(order)
     }
 
-    async fn pay(&self, _ctx: &Context, order_id: String, amount: f64) -> Result<Receipt, PayError> {
+    async fn pay(
+        &self,
+        _ctx: &Context,
+        order_id: String,
+        amount: f64,
+    ) -> Result<Receipt, PayError> {
         if amount == 0.0 {
             return Err(PayError::Broke);
         }
@@ -165,14 +170,21 @@ async fn an_rpc_call_returns_its_result_and_its_events_are_captured() {
         .unwrap();
     assert_eq!(order.order_id, "order_of_ada");
     assert_eq!(order.total, 12.5);
-    assert_eq!(order.tenant.as_deref(), Some("acme"), "the handler saw the call's header");
+    assert_eq!(
+        order.tenant.as_deref(),
+        Some("acme"),
+        "the handler saw the call's header"
+    );
 
     let events = services.events();
     assert_eq!(events.len(), 1);
     let ordered: Vec<Order> = events.payloads("store.ordered").unwrap();
     assert_eq!(ordered, [order]);
     let captured = &events.all()[0];
-    assert_eq!((captured.package, captured.topic), ("store", "store.ordered"));
+    assert_eq!(
+        (captured.package, captured.topic),
+        ("store", "store.ordered")
+    );
     assert!(captured.event_id().is_some_and(|id| !id.is_empty()));
 }
 
@@ -206,7 +218,11 @@ async fn a_body_that_does_not_decode_is_a_bad_request() {
     let CallError::Service(error) = error else {
         panic!("expected a service error, got {error:?}");
     };
-    assert_eq!((error.kind(), error.code()), ("bad_request", 400), "{error}");
+    assert_eq!(
+        (error.kind(), error.code()),
+        ("bad_request", 400),
+        "{error}"
+    );
 
     let reply = within(services.request("till.rpc.pay", r#"{"order_id":"o1","amount":2}"#))
         .await
@@ -215,7 +231,10 @@ async fn a_body_that_does_not_decode_is_a_bad_request() {
     assert_eq!(reply["result"]["charged"], 2.0);
 
     let unknown = within(services.request("till.rpc.refund", "{}")).await;
-    assert!(matches!(unknown, Err(CallError::Protocol(_))), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(CallError::Protocol(_))),
+        "{unknown:?}"
+    );
 }
 
 #[tokio::test]
@@ -417,9 +436,12 @@ async fn middleware_runs_in_process_too() {
         }
         other => panic!("expected unauthenticated, got {other:?}"),
     }
-    let receipt = within(till.pay("o1".into(), 1.0).header("Authorization", "Bearer ok"))
-        .await
-        .unwrap();
+    let receipt = within(
+        till.pay("o1".into(), 1.0)
+            .header("Authorization", "Bearer ok"),
+    )
+    .await
+    .unwrap();
     assert_eq!(receipt.charged, 1.0);
 }
 

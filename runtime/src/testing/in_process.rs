@@ -12,12 +12,12 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::codegen::ClientCore;
 use crate::codegen::{EventPublisher, EventSet, EventsDescriptor, GeneratedClient};
 use crate::connection::Backend;
 use crate::host::{default_timeout, for_caller, run_endpoint};
 use crate::middleware::Interceptor;
 use crate::service::{Delivery, EndpointDescriptor, EndpointKind, Service, ServiceDescriptor};
-use crate::codegen::ClientCore;
 use crate::{CallError, Context, Middleware, ServiceError};
 
 /// Generated servers served in this process, for unit tests: no NATS, no server, no connection.
@@ -240,7 +240,8 @@ impl fmt::Debug for InProcess {
 ///     .call_id("test-call-1")
 ///     .build();
 /// assert_eq!(ctx.header("X-Tenant"), Some("acme"));
-/// let order = Orders.create_order(&ctx, "user_1".into(), 25.0).await?;
+/// // A handler's error is a `ServiceError` (or its declared error enum).
+/// let order = Orders.create_order(&ctx, "user_1".into(), 25.0).await.map_err(|e| e.to_string())?;
 /// assert_eq!(order.total, 25.0);
 /// # Ok(()) }
 /// ```
@@ -515,7 +516,12 @@ impl Hub {
     }
 
     fn middleware(&self) -> Arc<[Arc<dyn Middleware>]> {
-        Arc::clone(&self.middleware.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(
+            &self
+                .middleware
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// An RPC call: the reply body (`{"result": ...}`), or the error as a remote caller gets it.
@@ -671,19 +677,13 @@ impl Hub {
                     headers.clone(),
                     attempt,
                 );
-                let error = match run_endpoint(
-                    &*service,
-                    &middleware,
-                    index,
-                    ctx,
-                    payload.clone(),
-                    None,
-                )
-                .await
-                {
-                    Ok(_) => break Ok(()),
-                    Err(error) => error,
-                };
+                let error =
+                    match run_endpoint(&*service, &middleware, index, ctx, payload.clone(), None)
+                        .await
+                    {
+                        Ok(_) => break Ok(()),
+                        Err(error) => error,
+                    };
                 if error.is_undecodable() || attempt >= max_attempts {
                     tracing::warn!(service = name, handler = endpoint.name, %error, attempt, "handler failed; over NATS this is a dead letter");
                     break Err(error);

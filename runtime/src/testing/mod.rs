@@ -44,9 +44,7 @@
 
 mod in_process;
 
-pub use in_process::{
-    CapturedCall, CapturedEvent, ContextBuilder, EventLog, Handled, InProcess,
-};
+pub use in_process::{CapturedCall, CapturedEvent, ContextBuilder, EventLog, Handled, InProcess};
 pub(crate) use in_process::{Hub, RpcRequest};
 
 #[cfg(feature = "testing")]

@@ -1,4 +1,4 @@
-//! The real-server harness: see the [module docs](super).
+//! The real-server harness (feature `testing`): see the `testing` module docs.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -716,7 +716,7 @@ fn make_executable(_path: &Path) -> io::Result<()> {
 static RESOLVED: Mutex<Option<(Option<OsString>, PathBuf)>> = Mutex::new(None);
 
 /// Finds a nats-server >= 2.10, installing one into the per-user cache when there is none (see
-/// the [module docs](self) for the order). Blocking; the result is remembered for the process.
+/// the [module docs](crate::testing) for the order). Blocking; the result is remembered for the process.
 ///
 /// ```no_run
 /// let bin = natsgen::testing::nats_server_binary()?;
