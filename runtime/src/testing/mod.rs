@@ -10,6 +10,51 @@
 //! [`context`](InProcess::context) gives a [`Context`](crate::Context) for calling a handler
 //! directly. It needs no feature and no server. See `docs/RUNTIME.md`, "Testing your services".
 //!
+//! # Substituting a client
+//!
+//! Code that calls a service can be generic over the generated `<Service>Api` trait, which the
+//! generated client implements; a test then hands it a fake (or a `mockall` mock, see
+//! `docs/RUNTIME.md`):
+//!
+//! ```
+//! # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/generated/doc_support.rs"));
+//! use std::sync::Mutex;
+//!
+//! use natsgen::{CallError, CallOptions};
+//! use shop::NotificationServiceApi;
+//!
+//! /// The code under test.
+//! async fn confirm(mail: &impl NotificationServiceApi, to: &str) -> Result<(), CallError> {
+//!     let (subject, body) = ("Order Confirmation".into(), "Thanks!".into());
+//!     mail.send_email(to.into(), subject, body, CallOptions::new()).await
+//! }
+//!
+//! /// A fake that records the calls.
+//! #[derive(Default)]
+//! struct FakeMail {
+//!     sent: Mutex<Vec<String>>,
+//! }
+//!
+//! impl NotificationServiceApi for FakeMail {
+//!     async fn send_email(
+//!         &self,
+//!         to: String,
+//!         _subject: String,
+//!         _body: String,
+//!         _options: CallOptions,
+//!     ) -> Result<(), CallError> {
+//!         self.sent.lock().unwrap().push(to);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fake = FakeMail::default();
+//! confirm(&fake, "ada@example.com").await?;
+//! assert_eq!(*fake.sent.lock().unwrap(), ["ada@example.com"]);
+//! # Ok(()) }
+//! ```
+//!
 //! # Integration tests: a real `nats-server` (feature `testing`)
 //!
 //! [`NatsServer`] starts one server on a free loopback port with JetStream and a temporary store
