@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::client::{CallOptions, ClientCore};
+use crate::connection::Backend;
 use crate::headers;
 use crate::service::{BoxFuture, EndpointDescriptor, EndpointKind};
 use crate::streams::ensure_async_stream;
@@ -170,17 +171,13 @@ impl AsyncCall {
         };
         let payload = params.map_err(|error| CallError::Encode(error.to_string()))?;
         let mut options = options;
-        core.connection()
-            .client_options()
-            .hooks()
-            .apply(
-                service,
-                descriptor.name,
-                EndpointKind::Async,
-                context.as_ref(),
-                &mut options.headers,
-            )
-            .map_err(CallError::Service)?;
+        core.apply_hooks(
+            descriptor.name,
+            EndpointKind::Async,
+            context.as_ref(),
+            &mut options.headers,
+        )
+        .map_err(CallError::Service)?;
         let mut timeout = options
             .timeout
             .unwrap_or(crate::client::schema_timeout(descriptor));
@@ -252,11 +249,25 @@ impl AsyncCall {
         );
         #[cfg(feature = "otel")]
         crate::otel::inject(&otel, &options.headers, &mut map);
-        if let Err(reason) = crate::streams::leaves_dead_letter_room(
-            payload.len(),
-            &map,
-            core.connection().max_payload(),
-        ) {
+        let connection = match core.backend() {
+            Backend::Nats(connection) => connection,
+            Backend::InProcess(hub) => {
+                hub.send_async(crate::testing::RpcRequest {
+                    service: core.descriptor(),
+                    index: endpoint,
+                    endpoint: descriptor,
+                    headers: map,
+                    payload,
+                });
+                span.record("outcome", "ok");
+                #[cfg(feature = "otel")]
+                crate::otel::finish_call(&otel, None);
+                return Ok(());
+            }
+        };
+        if let Err(reason) =
+            crate::streams::leaves_dead_letter_room(payload.len(), &map, connection.max_payload())
+        {
             #[cfg(feature = "otel")]
             crate::otel::finish_call(
                 &otel,
@@ -326,7 +337,11 @@ impl Publish<'_> {
     async fn once(&self, wait: Duration) -> Result<(), CallError> {
         let service = self.core.descriptor().name;
         let method = self.descriptor.name;
-        let connection = self.core.connection();
+        let Backend::Nats(connection) = self.core.backend() else {
+            return Err(CallError::Protocol(
+                "an in-process async call reached the NATS publish".into(),
+            ));
+        };
         if !connection.is_connected() {
             return Err(CallError::Disconnected);
         }

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::connection::Backend;
 use crate::headers::{self, TraceParent};
 use crate::json::Reply;
 use crate::resilience::{CircuitBreaker, Permit};
@@ -111,11 +112,11 @@ impl CallOptions {
     }
 }
 
-/// What a generated client holds: the connection, the service's descriptor and the service's
-/// circuit breaker on that connection.
+/// What a generated client holds: the connection (or the in-process test harness it calls),
+/// the service's descriptor and the service's circuit breaker on that connection.
 #[derive(Debug, Clone)]
 pub struct ClientCore {
-    connection: Connection,
+    backend: Backend,
     descriptor: &'static ServiceDescriptor,
     breaker: Option<Arc<CircuitBreaker>>,
     context: Option<Context>,
@@ -126,11 +127,29 @@ impl ClientCore {
     /// [`ClientOptions`]; its circuit breaker is the one the connection keeps for the service.
     pub fn new(connection: &Connection, descriptor: &'static ServiceDescriptor) -> Self {
         ClientCore {
-            connection: connection.clone(),
+            backend: Backend::Nats(connection.clone()),
             breaker: connection.circuit_breaker(descriptor.name),
             descriptor,
             context: None,
         }
+    }
+
+    /// A client core over NATS or an in-process test harness.
+    pub(crate) fn on(backend: &Backend, descriptor: &'static ServiceDescriptor) -> Self {
+        match backend {
+            Backend::Nats(connection) => ClientCore::new(connection, descriptor),
+            Backend::InProcess(_) => ClientCore {
+                backend: backend.clone(),
+                breaker: None,
+                descriptor,
+                context: None,
+            },
+        }
+    }
+
+    /// Where the calls go.
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// The same client, making every call part of the call `ctx` belongs to: calls join its
@@ -147,7 +166,7 @@ impl ClientCore {
     }
 
     /// The same client with other defaults than its connection's (the circuit breaker stays
-    /// shared).
+    /// shared). A client of an in-process test harness has no connection and ignores them.
     ///
     /// ```
     /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/generated/doc_support.rs"));
@@ -164,7 +183,9 @@ impl ClientCore {
     /// # Ok(()) }
     /// ```
     pub fn with_options(mut self, options: ClientOptions) -> Self {
-        self.connection = self.connection.with_client_options(options);
+        if let Backend::Nats(connection) = &mut self.backend {
+            *connection = connection.with_client_options(options);
+        }
         self
     }
 
@@ -177,7 +198,7 @@ impl ClientCore {
     /// method; `None` when that allows a single attempt only.
     pub(crate) fn retry_for(&self, method: &str, own: Option<CallRetry>) -> Option<CallRetry> {
         own.or_else(|| {
-            self.connection
+            self.connection()?
                 .client_options()
                 .retry_policy(self.descriptor.name, method)
         })
@@ -197,9 +218,30 @@ impl ClientCore {
         }
     }
 
-    /// The connection calls go out on.
-    pub fn connection(&self) -> &Connection {
-        &self.connection
+    /// The connection calls go out on; `None` for a client of an in-process test harness.
+    pub fn connection(&self) -> Option<&Connection> {
+        self.backend.connection()
+    }
+
+    /// Runs the connection's client middleware (hooks) for a call; a client of an in-process
+    /// test harness has none.
+    pub(crate) fn apply_hooks(
+        &self,
+        method: &'static str,
+        kind: crate::service::EndpointKind,
+        context: Option<&Context>,
+        headers: &mut Vec<(String, String)>,
+    ) -> Result<(), ServiceError> {
+        match &self.backend {
+            Backend::Nats(connection) => connection.client_options().hooks().apply(
+                self.descriptor.name,
+                method,
+                kind,
+                context,
+                headers,
+            ),
+            Backend::InProcess(_) => Ok(()),
+        }
     }
 
     /// The service's descriptor.
@@ -348,17 +390,13 @@ where
         };
         let payload = params.map_err(|error| CallError::Encode(error.to_string()))?;
         let mut options = options;
-        core.connection
-            .client_options()
-            .hooks()
-            .apply(
-                service,
-                descriptor.name,
-                crate::service::EndpointKind::Rpc,
-                context.as_ref(),
-                &mut options.headers,
-            )
-            .map_err(|error| CallError::Service(E::from_service_error(error)))?;
+        core.apply_hooks(
+            descriptor.name,
+            crate::service::EndpointKind::Rpc,
+            context.as_ref(),
+            &mut options.headers,
+        )
+        .map_err(|error| CallError::Service(E::from_service_error(error)))?;
 
         let mut timeout = options.timeout.unwrap_or(schema_timeout(descriptor));
         if let Some(remaining) = context.as_ref().and_then(Context::remaining) {
@@ -405,6 +443,7 @@ where
         let started = std::time::Instant::now();
         let call = Attempts {
             core: &core,
+            index: endpoint,
             descriptor,
             timeout,
         };
@@ -445,6 +484,7 @@ pub(crate) fn call_outcome<T>(result: &Result<T, CallError<ServiceError>>) -> &s
 /// circuit breaker can see the codes.
 struct Attempts<'a> {
     core: &'a ClientCore,
+    index: usize,
     descriptor: &'static EndpointDescriptor,
     /// The whole call's timeout, reported by a [`CallError::Timeout`].
     timeout: Duration,
@@ -500,7 +540,20 @@ impl Attempts<'_> {
     ) -> Result<R, CallError> {
         let service = self.core.descriptor.name;
         let method = self.descriptor.name;
-        let connection = &self.core.connection;
+        let connection = match &self.core.backend {
+            Backend::Nats(connection) => connection,
+            Backend::InProcess(hub) => {
+                let call = crate::testing::RpcRequest {
+                    service: self.core.descriptor,
+                    index: self.index,
+                    endpoint: self.descriptor,
+                    headers,
+                    payload,
+                };
+                let body = hub.rpc(call, wait, self.timeout).await?;
+                return decode_body(self.descriptor, service, &body);
+            }
+        };
         if !connection.is_connected() {
             return Err(CallError::Disconnected);
         }
@@ -653,7 +706,19 @@ where
     if let Some(code) = error_code {
         return Err(CallError::Service(error_reply(code, &message)));
     }
-    match crate::json::decode::<Reply<R>>(&message.payload) {
+    decode_body(endpoint, service, &message.payload)
+}
+
+/// Decodes the body of a reply that carries no error headers.
+fn decode_body<R>(
+    endpoint: &'static EndpointDescriptor,
+    service: &'static str,
+    body: &[u8],
+) -> Result<R, CallError>
+where
+    R: DeserializeOwned,
+{
+    match crate::json::decode::<Reply<R>>(body) {
         Ok(Reply::Result(result)) => Ok(result),
         Ok(Reply::Error(error)) => Err(CallError::Service(error.into_service_error(None))),
         Ok(Reply::Other(keys)) => Err(CallError::Protocol(unexpected_reply(
@@ -669,10 +734,8 @@ where
 /// The error of a reply that carries the NATS micro error headers; the body, when it is ours,
 /// adds kind and details.
 fn error_reply(code: u16, message: &Message) -> ServiceError {
-    if let Ok(Reply::Error(error)) =
-        serde_json::from_slice::<Reply<serde::de::IgnoredAny>>(&message.payload)
-    {
-        return error.into_service_error(Some(code));
+    if let Some(error) = decode_error_body(code, &message.payload) {
+        return error;
     }
     let text = message
         .headers
@@ -680,6 +743,14 @@ fn error_reply(code: u16, message: &Message) -> ServiceError {
         .and_then(|headers| headers::get(headers, &headers::SERVICE_ERROR_NAME))
         .unwrap_or_default();
     ServiceError::new(ServiceError::kind_for_code(code), code, text)
+}
+
+/// The error in a natsgen error body, with `code` from the headers.
+pub(crate) fn decode_error_body(code: u16, body: &[u8]) -> Option<ServiceError> {
+    match serde_json::from_slice::<Reply<serde::de::IgnoredAny>>(body) {
+        Ok(Reply::Error(error)) => Some(error.into_service_error(Some(code))),
+        _ => None,
+    }
 }
 
 fn unexpected_reply(service: &str, endpoint: &EndpointDescriptor, keys: &[String]) -> String {

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::connection::Backend;
 use crate::headers;
 use crate::service::BoxFuture;
 use crate::streams::ensure_event_stream;
@@ -34,14 +35,16 @@ pub struct EventsDescriptor {
 
 /// A package's generated `Events` type: what [`Context::emit`] builds.
 pub trait EventSet: Sized {
-    /// A publisher over `connection`.
-    fn from_connection(connection: &Connection) -> Self;
+    /// The package's events.
+    fn descriptor() -> &'static EventsDescriptor;
+    /// The package's publisher over a prepared [`EventPublisher`].
+    fn from_publisher(publisher: EventPublisher) -> Self;
 }
 
 /// Publishes the events of one package.
 #[derive(Debug, Clone)]
 pub struct EventPublisher {
-    connection: Connection,
+    backend: Backend,
     descriptor: &'static EventsDescriptor,
     context: Option<Context>,
 }
@@ -50,7 +53,16 @@ impl EventPublisher {
     /// A publisher for the package `descriptor` describes.
     pub fn new(connection: &Connection, descriptor: &'static EventsDescriptor) -> Self {
         EventPublisher {
-            connection: connection.clone(),
+            backend: Backend::Nats(connection.clone()),
+            descriptor,
+            context: None,
+        }
+    }
+
+    /// A publisher over NATS or into an in-process test harness.
+    pub(crate) fn on(backend: &Backend, descriptor: &'static EventsDescriptor) -> Self {
+        EventPublisher {
+            backend: backend.clone(),
             descriptor,
             context: None,
         }
@@ -214,8 +226,22 @@ impl Publish {
             });
         };
         let payload = payload?;
-        publisher
-            .connection
+        let connection = match &publisher.backend {
+            Backend::Nats(connection) => connection,
+            Backend::InProcess(hub) => {
+                let event_id = event_id.unwrap_or_else(crate::ids::new_call_id);
+                let map = event_headers(
+                    &extra,
+                    &event_id,
+                    publisher.context.as_ref(),
+                    subject,
+                    &HeaderMap::new(),
+                )?;
+                hub.publish_event(descriptor, subject, map, payload);
+                return Ok(());
+            }
+        };
+        connection
             .client_options()
             .hooks()
             .apply(
@@ -229,7 +255,7 @@ impl Publish {
                 subject: subject.to_owned(),
                 reason: error.to_string(),
             })?;
-        if !publisher.connection.is_connected() {
+        if !connection.is_connected() {
             return Err(Error::Publish {
                 subject: subject.to_owned(),
                 reason: "not connected to NATS".into(),
@@ -245,30 +271,26 @@ impl Publish {
             crate::otel::inject(otel, &extra, &mut traced);
         }
         let map = event_headers(&extra, &event_id, context, subject, &traced)?;
-        crate::streams::leaves_dead_letter_room(
-            payload.len(),
-            &map,
-            publisher.connection.max_payload(),
-        )
-        .map_err(|reason| Error::Publish {
-            subject: subject.to_owned(),
-            reason,
-        })?;
-        let js = publisher.connection.async_call_jetstream();
+        crate::streams::leaves_dead_letter_room(payload.len(), &map, connection.max_payload())
+            .map_err(|reason| Error::Publish {
+                subject: subject.to_owned(),
+                reason,
+            })?;
+        let js = connection.async_call_jetstream();
         // Once per connection and package: make sure the stream captures every declared topic
         // before the first publish, so no publish lands on a topic no stream captures (where a
         // core subscriber would take it in the stream's place and no PubAck would come).
         let ensure_stream = || {
             ensure_event_stream(
                 js,
-                publisher.connection.stream_settings(),
+                connection.stream_settings(),
                 descriptor.package,
                 descriptor.topics,
             )
         };
-        if !publisher.connection.event_stream_known(descriptor) {
+        if !connection.event_stream_known(descriptor) {
             ensure_stream().await?;
-            publisher.connection.remember_event_stream(descriptor);
+            connection.remember_event_stream(descriptor);
         }
         // The headers move into the first publish; the one retry builds them again.
         let Err(error) = publish(js, subject, map, payload.clone()).await else {

@@ -61,7 +61,6 @@ pub mod resilience;
 mod service;
 mod stats;
 pub mod streams;
-#[cfg(feature = "testing")]
 pub mod testing;
 mod types;
 mod worker;

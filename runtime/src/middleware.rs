@@ -162,7 +162,7 @@ pub(crate) fn run<'a>(
 }
 
 /// A [`Middleware`] made of a synchronous check ([`Host::intercept`]).
-struct Interceptor<F>(F);
+pub(crate) struct Interceptor<F>(pub(crate) F);
 
 impl<F> Middleware for Interceptor<F>
 where
