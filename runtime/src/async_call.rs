@@ -284,8 +284,16 @@ impl AsyncCall {
             timeout,
         };
         let result = publish.with_retries(retry).instrument(span.clone()).await;
-        span.record("outcome", crate::client::call_outcome(&result));
+        let outcome = crate::client::call_outcome(&result);
+        span.record("outcome", outcome);
         span.record("duration_us", started.elapsed().as_micros() as u64);
+        core.complete_hooks(
+            descriptor.name,
+            crate::service::EndpointKind::Async,
+            context.as_ref(),
+            outcome,
+            started,
+        );
         #[cfg(feature = "otel")]
         crate::otel::finish_call(&otel, crate::otel::failure_of(&result));
         result

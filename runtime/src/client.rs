@@ -244,6 +244,30 @@ impl ClientCore {
         }
     }
 
+    /// Runs the connection's completion hooks for a call that ended with `outcome`.
+    pub(crate) fn complete_hooks(
+        &self,
+        method: &'static str,
+        kind: crate::service::EndpointKind,
+        context: Option<&Context>,
+        outcome: &str,
+        started: std::time::Instant,
+    ) {
+        if let Backend::Nats(connection) = &self.backend {
+            let hooks = connection.client_options().hooks();
+            if !hooks.completions.is_empty() {
+                hooks.complete(&crate::middleware::CompletedCall {
+                    service: self.descriptor.name,
+                    method,
+                    kind,
+                    context,
+                    outcome,
+                    elapsed: started.elapsed(),
+                });
+            }
+        }
+    }
+
     /// The service's descriptor.
     pub fn descriptor(&self) -> &'static ServiceDescriptor {
         self.descriptor
@@ -459,8 +483,16 @@ where
                     .await
             }
         };
-        span.record("outcome", call_outcome(&result));
+        let outcome = call_outcome(&result);
+        span.record("outcome", outcome);
         span.record("duration_us", started.elapsed().as_micros() as u64);
+        core.complete_hooks(
+            descriptor.name,
+            crate::service::EndpointKind::Rpc,
+            context.as_ref(),
+            outcome,
+            started,
+        );
         #[cfg(feature = "otel")]
         crate::otel::finish_call(&otel, crate::otel::failure_of(&result));
         result.map_err(|error| error.map_service(E::from_service_error))

@@ -180,7 +180,31 @@ impl Publish {
             self.otel = Some(otel.clone());
             otel
         };
+        // The completion hooks, when the connection has any.
+        let completions = match &self.publisher.backend {
+            Backend::Nats(connection)
+                if !connection.client_options().hooks().completions.is_empty() =>
+            {
+                Some((connection.clone(), self.publisher.context.clone()))
+            }
+            _ => None,
+        };
+        let package = self.publisher.descriptor.package;
+        let started = std::time::Instant::now();
         let result = self.send_within(timeout, subject).await;
+        if let Some((connection, context)) = completions {
+            connection
+                .client_options()
+                .hooks()
+                .complete(&crate::middleware::CompletedCall {
+                    service: package,
+                    method: subject,
+                    kind: crate::service::EndpointKind::Event,
+                    context: context.as_ref(),
+                    outcome: if result.is_ok() { "ok" } else { "error" },
+                    elapsed: started.elapsed(),
+                });
+        }
         #[cfg(feature = "otel")]
         crate::otel::finish_call(
             &otel,

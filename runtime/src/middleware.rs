@@ -247,17 +247,55 @@ pub struct OutgoingCall<'a> {
 
 type ClientInterceptor = dyn Fn(&mut OutgoingCall<'_>) -> Result<(), ServiceError> + Send + Sync;
 
+/// A finished call, as [`ClientOptions::on_complete`](crate::ClientOptions::on_complete) sees it:
+/// what was called, how it ended and how long it took (retries included). A call that never
+/// went out (an interceptor refused it, its params did not encode) is not reported.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct CompletedCall<'a> {
+    /// The target service (for an event: the package).
+    pub service: &'static str,
+    /// The method (for an event: the topic).
+    pub method: &'static str,
+    /// RPC, async call or event.
+    pub kind: EndpointKind,
+    /// The context the call was made in, if any.
+    pub context: Option<&'a Context>,
+    /// `ok`, or what went wrong: a service error's kind (`bad_request`, a declared error's
+    /// name, ...), `timeout`, `service_unavailable`, `disconnected`, `circuit_open` or `error`.
+    pub outcome: &'a str,
+    /// From sending the call (its interceptors have run) to its end.
+    pub elapsed: std::time::Duration,
+}
+
+type CompletionHook = dyn Fn(&CompletedCall<'_>) + Send + Sync;
+
 /// What [`ClientOptions`](crate::ClientOptions) adds to every call: default headers and
 /// interceptors.
 #[derive(Clone, Default)]
 pub(crate) struct ClientHooks {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) interceptors: Vec<Arc<ClientInterceptor>>,
+    pub(crate) completions: Vec<Arc<CompletionHook>>,
 }
 
 impl ClientHooks {
     pub(crate) fn is_empty(&self) -> bool {
-        self.headers.is_empty() && self.interceptors.is_empty()
+        self.headers.is_empty() && self.interceptors.is_empty() && self.completions.is_empty()
+    }
+
+    pub(crate) fn on_complete(
+        &mut self,
+        hook: impl Fn(&CompletedCall<'_>) + Send + Sync + 'static,
+    ) {
+        self.completions.push(Arc::new(hook));
+    }
+
+    /// Runs the completion hooks, in the order added.
+    pub(crate) fn complete(&self, call: &CompletedCall<'_>) {
+        for hook in &self.completions {
+            hook(call);
+        }
     }
 
     pub(crate) fn intercept(
@@ -311,6 +349,12 @@ impl PartialEq for ClientHooks {
                 .iter()
                 .zip(&other.interceptors)
                 .all(|(a, b)| Arc::ptr_eq(a, b))
+            && self.completions.len() == other.completions.len()
+            && self
+                .completions
+                .iter()
+                .zip(&other.completions)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
     }
 }
 
@@ -321,6 +365,7 @@ impl std::fmt::Debug for ClientHooks {
         f.debug_struct("ClientHooks")
             .field("headers", &self.headers)
             .field("interceptors", &self.interceptors.len())
+            .field("completions", &self.completions.len())
             .finish()
     }
 }

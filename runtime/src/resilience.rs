@@ -328,6 +328,26 @@ impl ClientOptions {
         self
     }
 
+    /// Runs `hook` after every call, async call and event publish of the clients made with these
+    /// options has ended, in the order added: it sees the service, method, kind, context, outcome
+    /// and the time the call took (retries included), e.g. to record client-side latency (see
+    /// [`natsgen::middleware`](crate::middleware)).
+    ///
+    /// ```
+    /// use natsgen::ClientOptions;
+    ///
+    /// let options = ClientOptions::new().on_complete(|call| {
+    ///     println!("{}.{}: {} in {:?}", call.service, call.method, call.outcome, call.elapsed);
+    /// });
+    /// ```
+    pub fn on_complete(
+        mut self,
+        hook: impl Fn(&crate::middleware::CompletedCall<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.on_complete(hook);
+        self
+    }
+
     /// The default headers and interceptors.
     pub(crate) fn hooks(&self) -> &crate::middleware::ClientHooks {
         &self.hooks

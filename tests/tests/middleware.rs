@@ -1,6 +1,6 @@
 //! Middleware over a real nats-server: a bearer-token check and a per-caller rate limit around
 //! every handler of a host (RPC, async calls, events), middleware that sees every endpoint kind
-//! and sets reply headers, and client interceptors.
+//! and sets reply headers, client interceptors and client completion hooks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +14,7 @@ use natsgen::testing::NatsServer;
 use natsgen::{ClientOptions, Connection, Context, Host, HostHandle, ServiceError};
 use natsgen_tests::seams::services::{Forwarding, Noting};
 use natsgen_tests::seams::{
-    BackClient, BackServer, Front, FrontClient, FrontServer, WatcherServer,
+    BackClient, BackServer, Events, Front, FrontClient, FrontServer, SeamsNoted, WatcherServer,
 };
 use tokio::sync::mpsc;
 
@@ -362,5 +362,59 @@ async fn client_interceptors_add_headers_and_refuse_calls() {
     let service = error.service_error().unwrap();
     assert_eq!((service.kind(), service.code()), ("permission_denied", 403));
 
+    within(host.shutdown()).await.unwrap();
+}
+
+/// `ClientOptions::on_complete` sees every call a client sends — RPC, async call, event — with
+/// its outcome, after it ended; a call an interceptor refused never went out and is not seen.
+#[tokio::test]
+async fn completion_hooks_see_every_call_with_its_outcome() {
+    let (_server, nats) = setup().await;
+    let (seen, mut seen_rx) = mpsc::unbounded_channel();
+    let host = start(services(Host::new(nats.clone()), seen)).await;
+
+    let completed = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&completed);
+    let options = ClientOptions::new()
+        .intercept(|call| match call.method {
+            "relay" => Err(ServiceError::new("permission_denied", 403, "no relaying")),
+            _ => Ok(()),
+        })
+        .on_complete(move |call| {
+            assert!(call.elapsed > Duration::ZERO, "{call:?}");
+            record.lock().unwrap().push(format!(
+                "{}.{} {:?} {}",
+                call.service, call.method, call.kind, call.outcome
+            ));
+        });
+    let observed = nats.with_client_options(options);
+
+    let front = FrontClient::new(&observed);
+    assert_eq!(within(front.hello("a".into())).await.unwrap(), "hello a");
+    let error = within(front.hello("panic".into())).await.unwrap_err();
+    assert_eq!(error.service_error().unwrap().kind(), "internal");
+    within(front.relay("r".into())).await.unwrap_err();
+    within(BackClient::new(&observed).note("n".into()))
+        .await
+        .unwrap();
+    let note = SeamsNoted {
+        text: "t".into(),
+        tenant: "acme".into(),
+    };
+    within(Events::new(&observed).seams_noted(&note))
+        .await
+        .unwrap();
+    // The event reached its handler (after the note's own): the hooks ran after real sends.
+    while within(seen_rx.recv()).await.unwrap() != "t" {}
+
+    assert_eq!(
+        *completed.lock().unwrap(),
+        [
+            "front.hello Rpc ok",
+            "front.hello Rpc internal",
+            "back.note Async ok",
+            "seams.seams.noted Event ok",
+        ]
+    );
     within(host.shutdown()).await.unwrap();
 }
