@@ -3,60 +3,17 @@
 //! services of `generated-example serve`.
 //!
 //! Python comes from `NATSGEN_PYTHON` (a venv with nats-py, as `.ci/run` prepares), else from a
-//! venv this test makes in the user's cache with `python3 -m venv` and `pip install nats-py`.
+//! venv the tests make in the user's cache (`tests/python/provision.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const NATS_PY: &str = "nats-py==2.16.0";
-
-fn python_with_nats_py() -> PathBuf {
-    if let Some(python) = std::env::var_os("NATSGEN_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .expect("HOME or XDG_CACHE_HOME");
-    let venv = cache.join("natsgen").join("py-interop");
-    let python = venv.join("bin").join("python");
-    let has_nats = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import nats"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_nats(&python) {
-        let status = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status()
-            .expect("run python3 -m venv");
-        assert!(
-            status.success(),
-            "python3 -m venv {} failed",
-            venv.display()
-        );
-        let status = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                NATS_PY,
-            ])
-            .status()
-            .expect("run pip");
-        assert!(status.success(), "pip install {NATS_PY} failed");
-    }
-    python
-}
+#[path = "../../tests/python/provision.rs"]
+mod provision;
 
 struct Serving(Child);
 
@@ -69,7 +26,7 @@ impl Drop for Serving {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_client_speaks_the_documented_protocol() {
-    let python = python_with_nats_py();
+    let python = provision::python_with(&["nats"]);
     let server = natsgen::testing::NatsServer::start()
         .await
         .expect("nats-server");
