@@ -23,7 +23,7 @@ from .errors import (
     Timeout,
 )
 from .events import EventPublisher
-from .server import Service
+from .server import Host, Service
 from .types import (
     F32,
     F64,
@@ -64,6 +64,7 @@ __all__ = [
     "F32",
     "F64",
     "Handler",
+    "Host",
     "I32",
     "I64",
     "Internal",
