@@ -201,8 +201,9 @@ class _Instance:
                 continue
             stream = await streams.ensure_handler_stream(self.js, d.package, handler.pattern)
             self.event_streams[handler.name] = stream
+            mode = " (broadcast, one instance)" if handler.mode == "broadcast" else ""
             config = ConsumerConfig(
-                description=f"natsgen: {d.name}.{handler.name} handles {handler.pattern}",
+                description=f"natsgen: {d.name}.{handler.name}{mode} handles {handler.pattern}",
                 deliver_policy=DeliverPolicy.NEW,
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=self.host.ack_wait,
