@@ -308,12 +308,13 @@ class _Instance:
                 error = _as_service_error(failure, endpoint, ctx)
                 reply = _error_reply(error)
         if msg.reply:
+            # Counted before the reply goes out, so a caller's next `$SRV.STATS` includes it.
+            self.stats[index].record(started, error)
             headers, body = reply
             try:
                 await self.nc.publish(msg.reply, body, headers=headers)
             except Exception as failure:  # noqa: BLE001 - the caller is gone
                 log.warning("could not reply to %s: %s", endpoint.subject, failure)
-            self.stats[index].record(started, error)
 
     # -- async calls and durable events -----------------------------------------------------
 
