@@ -16,7 +16,8 @@
 //! checked [`model`], every problem collected; [`load`] runs both) → `render` (askama templates →
 //! formatted Rust source) → `format` (the header; on request a `syn` check or `prettyplease`, see
 //! [`Formatting`]). [`Builder`] and the `natsgen` CLI only wire these together; [`docs`],
-//! [`asyncapi`], [`json_schema`] and [`diff`] read the same model.
+//! [`asyncapi`], [`json_schema`] and [`diff`] read the same model, and [`python`] writes typed
+//! Python from it.
 
 pub mod asyncapi;
 mod builder;
@@ -29,6 +30,7 @@ pub mod json_schema;
 pub mod model;
 mod names;
 mod parse;
+pub mod python;
 mod render;
 mod validate;
 

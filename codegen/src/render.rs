@@ -78,6 +78,31 @@ pub fn render_package(
     r.render()
 }
 
+/// The JSON Schemas (as JSON text) a service's endpoints report in `$SRV.INFO`, in endpoint order
+/// (methods, then handlers): `(params, result)`, a handler's result being `{"type":"null"}`.
+pub(crate) fn endpoint_schemas(
+    model: &Model,
+    package: &Package,
+    service: &Service,
+) -> Vec<(String, String)> {
+    let options = Options::default();
+    let r = Renderer {
+        model,
+        package,
+        options: &options,
+        rt: options.runtime_path.as_str(),
+    };
+    let methods = service.methods.iter().map(|m| {
+        let (params, result) = r.method_schemas(m);
+        (params.to_string(), result.to_string())
+    });
+    let handlers = service
+        .handlers
+        .iter()
+        .map(|h| (r.handler_schema(h).to_string(), NULL_SCHEMA.to_string()));
+    methods.chain(handlers).collect()
+}
+
 struct Renderer<'a> {
     model: &'a Model,
     package: &'a Package,
@@ -1203,39 +1228,7 @@ impl Renderer<'_> {
                 MethodKind::Async => ("Async", format!("{}.async.{}", s.name, m.name)),
             };
             let retry = m.retry.unwrap_or(DEFAULT_RETRY);
-            let params = Value::Object(
-                [
-                    ("type".to_string(), json!("object")),
-                    (
-                        "properties".to_string(),
-                        Value::Object(
-                            m.params
-                                .iter()
-                                .map(|f| (f.name.clone(), self.schema_of(&f.ty)))
-                                .collect(),
-                        ),
-                    ),
-                    (
-                        "required".to_string(),
-                        Value::Array(
-                            m.params
-                                .iter()
-                                .filter(|f| !matches!(f.ty, TypeRef::Optional(_)))
-                                .map(|f| json!(f.name))
-                                .collect(),
-                        ),
-                    ),
-                ]
-                .into_iter()
-                .collect(),
-            );
-            let mut roots: Vec<&TypeRef> = m.params.iter().map(|f| &f.ty).collect();
-            let params_schema = self.with_defs(params, &roots);
-            roots.clear();
-            let result_schema = match &m.returns {
-                Some(ty) => self.with_defs(self.schema_of(ty), &[ty]),
-                None => json!({"type": "null"}),
-            };
+            let (params_schema, result_schema) = self.method_schemas(m);
             endpoints.push(endpoint_view(
                 Endpoint {
                     name: &m.name,
@@ -1254,36 +1247,7 @@ impl Renderer<'_> {
         }
         for h in &s.handlers {
             let retry = h.retry.unwrap_or(DEFAULT_RETRY);
-            let payload_types: Vec<TypeRef> = h
-                .matches
-                .iter()
-                .filter_map(|(pkg, topic)| match self.find_event(pkg, topic)? {
-                    EventPayload::Named(t) => Some(t.clone()),
-                    EventPayload::Inline(_) => None,
-                })
-                .collect();
-            let schema = if h.matches.len() == 1 {
-                match h
-                    .matches
-                    .first()
-                    .and_then(|(pkg, topic)| self.find_event(pkg, topic))
-                {
-                    Some(EventPayload::Named(t)) => self.with_defs(self.schema_of(t), &[t]),
-                    Some(EventPayload::Inline(fields)) => self.inline_schema(fields),
-                    None => json!({}),
-                }
-            } else {
-                let refs: Vec<&TypeRef> = payload_types.iter().collect();
-                let one_of: Vec<Value> = h
-                    .matches
-                    .iter()
-                    .filter_map(|(pkg, topic)| match self.find_event(pkg, topic)? {
-                        EventPayload::Named(t) => Some(self.schema_of(t)),
-                        EventPayload::Inline(fields) => Some(self.inline_schema(fields)),
-                    })
-                    .collect();
-                self.with_defs(json!({ "oneOf": one_of }), &refs)
-            };
+            let schema = self.handler_schema(h);
             endpoints.push(endpoint_view(
                 Endpoint {
                     name: &h.name,
@@ -1314,6 +1278,78 @@ impl Renderer<'_> {
             description: lit(s.description.as_deref().unwrap_or("")),
             endpoints,
         }
+    }
+
+    /// The JSON Schemas of a method's params object and of its result.
+    fn method_schemas(&self, m: &Method) -> (Value, Value) {
+        let params = Value::Object(
+            [
+                ("type".to_string(), json!("object")),
+                (
+                    "properties".to_string(),
+                    Value::Object(
+                        m.params
+                            .iter()
+                            .map(|f| (f.name.clone(), self.schema_of(&f.ty)))
+                            .collect(),
+                    ),
+                ),
+                (
+                    "required".to_string(),
+                    Value::Array(
+                        m.params
+                            .iter()
+                            .filter(|f| !matches!(f.ty, TypeRef::Optional(_)))
+                            .map(|f| json!(f.name))
+                            .collect(),
+                    ),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let roots: Vec<&TypeRef> = m.params.iter().map(|f| &f.ty).collect();
+        let params_schema = self.with_defs(params, &roots);
+        let result_schema = match &m.returns {
+            Some(ty) => self.with_defs(self.schema_of(ty), &[ty]),
+            None => json!({"type": "null"}),
+        };
+        (params_schema, result_schema)
+    }
+
+    /// The JSON Schema of what a handler receives: its event's payload, or one of its events'.
+    fn handler_schema(&self, h: &Handler) -> Value {
+        let payload_types: Vec<TypeRef> = h
+            .matches
+            .iter()
+            .filter_map(|(pkg, topic)| match self.find_event(pkg, topic)? {
+                EventPayload::Named(t) => Some(t.clone()),
+                EventPayload::Inline(_) => None,
+            })
+            .collect();
+        let schema = if h.matches.len() == 1 {
+            match h
+                .matches
+                .first()
+                .and_then(|(pkg, topic)| self.find_event(pkg, topic))
+            {
+                Some(EventPayload::Named(t)) => self.with_defs(self.schema_of(t), &[t]),
+                Some(EventPayload::Inline(fields)) => self.inline_schema(fields),
+                None => json!({}),
+            }
+        } else {
+            let refs: Vec<&TypeRef> = payload_types.iter().collect();
+            let one_of: Vec<Value> = h
+                .matches
+                .iter()
+                .filter_map(|(pkg, topic)| match self.find_event(pkg, topic)? {
+                    EventPayload::Named(t) => Some(self.schema_of(t)),
+                    EventPayload::Inline(fields) => Some(self.inline_schema(fields)),
+                })
+                .collect();
+            self.with_defs(json!({ "oneOf": one_of }), &refs)
+        };
+        schema
     }
 
     fn inline_schema(&self, fields: &[Field]) -> Value {

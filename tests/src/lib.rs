@@ -137,3 +137,9 @@ pub mod seams {
         }
     }
 }
+/// Generated from the `polyglot` schema (served by Python in `tests/python_service.rs`).
+#[deny(missing_docs)]
+#[warn(clippy::pedantic)]
+pub mod polyglot {
+    natsgen::include_schema!("polyglot");
+}

@@ -42,6 +42,14 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Lang {
+    /// `<package>.rs`, as `build.rs` gets it.
+    Rust,
+    /// `<package>.py` on the `natsgen` Python runtime, and an `__init__.py`.
+    Python,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum DiffFormat {
     /// One line per change, for people.
@@ -79,23 +87,28 @@ enum Command {
         #[arg(required = true)]
         schemas: Vec<PathBuf>,
     },
-    /// Generate `<package>.rs` for every package the schemas reach.
+    /// Generate `<package>.rs` (or, with `--lang python`, `<package>.py`) for every package the
+    /// schemas reach.
     #[command(after_help = examples!(
         "Examples:",
         "  natsgen generate schemas/ecommerce.yaml --out src/gen",
         "  natsgen generate schemas/ecommerce.yaml --out src/gen --check   # exit 1 when files differ",
+        "  natsgen generate --lang python schemas/ecommerce.yaml --out app/gen",
     ))]
     Generate {
         #[command(flatten)]
         files: Files,
-        /// Generate no clients.
+        /// The language to generate.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+        /// Generate no clients (Rust).
         #[arg(long)]
         no_client: bool,
-        /// Generate no server traits or bindings.
+        /// Generate no server traits or bindings (Rust).
         #[arg(long)]
         no_server: bool,
         /// Print the code with prettyplease instead of as the templates lay it out (what
-        /// `build.rs` gets); either way it is checked to parse.
+        /// `build.rs` gets); either way it is checked to parse (Rust).
         #[arg(long)]
         prettyplease: bool,
     },
@@ -220,6 +233,24 @@ fn main() -> ExitCode {
         Command::Check { schemas } => check(&schemas),
         Command::Generate {
             files,
+            lang: Lang::Python,
+            no_client,
+            no_server,
+            prettyplease,
+        } => {
+            if no_client || no_server || prettyplease {
+                Err(Failure::Usage(
+                    "--no-client, --no-server and --prettyplease are for Rust; --lang python \
+                     generates clients, publishers and service base classes"
+                        .into(),
+                ))
+            } else {
+                generate_python(&files)
+            }
+        }
+        Command::Generate {
+            files,
+            lang: Lang::Rust,
             no_client,
             no_server,
             prettyplease,
@@ -301,6 +332,15 @@ fn generate(files: &Files, no_client: bool, no_server: bool, prettyplease: bool)
         .map(|f| (f.file_name, f.code))
         .collect();
     write_outputs(files, &generated, "natsgen generate")
+}
+
+fn generate_python(files: &Files) -> Outcome {
+    let model = load_model(&files.schemas)?;
+    let generated: Vec<(String, String)> = natsgen_build::python::generate(&model)
+        .into_iter()
+        .map(|f| (f.file_name, f.code))
+        .collect();
+    write_outputs(files, &generated, "natsgen generate --lang python")
 }
 
 /// Writes `(file name, content)` into `out`, or with `check` compares them with what is there.
