@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::model::{
     Delivery, ErrorDef, EventPayload, Field, Handler, Method, MethodKind, Mode, Model, Package,
-    Primitive, Service, TypeBody, TypeDef, TypeRef,
+    Primitive, Service, TimerScope, TypeBody, TypeDef, TypeRef,
 };
 use crate::names;
 use crate::validate::{wildcard_enum_name, DEFAULT_RETRY, DEFAULT_TIMEOUT_MS};
@@ -329,6 +329,8 @@ pub struct ServiceView {
     descriptor: String,
     members: Vec<MemberView>,
     calls: Vec<MemberView>,
+    /// Whether some endpoint reads the payload (a service with only timers does not).
+    uses_payload: bool,
 }
 
 #[derive(Clone)]
@@ -344,6 +346,8 @@ pub struct MemberView {
     ok: String,
     err: String,
     is_handler: bool,
+    /// A timer: no params, no payload.
+    is_timer: bool,
     decode_event: String,
     params_struct: String,
     call_type: String,
@@ -440,6 +444,7 @@ struct Endpoint<'a> {
     kind: &'static str,
     subject: &'a str,
     timeout_ms: u64,
+    every_ms: u64,
     retry: crate::model::Retry,
     mode: &'static str,
     delivery: &'static str,
@@ -456,6 +461,7 @@ fn endpoint_base() -> Vec<String> {
         "kind: __rt::EndpointKind::Rpc,".into(),
         "subject: \"\",".into(),
         format!("timeout_ms: {},", int_lit(DEFAULT_TIMEOUT_MS)),
+        "every_ms: 0,".into(),
         format!(
             "retry: __rt::RetryPolicy {{ max_attempts: {}, backoff_ms: {} }},",
             DEFAULT_RETRY.max_attempts,
@@ -480,6 +486,9 @@ fn endpoint_view(e: Endpoint<'_>, schemas: &mut SchemaTable) -> EndpointView {
     }
     if e.timeout_ms != DEFAULT_TIMEOUT_MS {
         fields.push(format!("timeout_ms: {},", int_lit(e.timeout_ms)));
+    }
+    if e.every_ms != 0 {
+        fields.push(format!("every_ms: {},", int_lit(e.every_ms)));
     }
     if e.retry != DEFAULT_RETRY {
         fields.push(format!(
@@ -1124,6 +1133,7 @@ impl Renderer<'_> {
                 ok,
                 err,
                 is_handler: false,
+                is_timer: false,
                 decode_event: String::new(),
                 params_struct,
                 call_type,
@@ -1166,12 +1176,43 @@ impl Renderer<'_> {
                 ok: "()".into(),
                 err: "__rt::ServiceError".to_string(),
                 is_handler: true,
+                is_timer: false,
                 decode_event: decode,
                 params_struct: String::new(),
                 call_type: String::new(),
                 core_fn: "",
             });
         }
+        for t in &s.timers {
+            let name = names::member(&t.name);
+            let mut head = docs(t.description.as_deref());
+            head.push_doc_break();
+            head.push_doc(&format!(
+                "Timer: every {}, {}.",
+                crate::contract::duration(t.every_ms),
+                match t.scope {
+                    TimerScope::Service => "one instance of the service per tick",
+                    TimerScope::Instance => "on every instance",
+                }
+            ));
+            head.extend(member_allows(&name, false, 0));
+            members.push(MemberView {
+                head,
+                impl_allows: Lines::default(),
+                params_init: String::new(),
+                name,
+                args: Vec::new(),
+                ok: "()".into(),
+                err: "__rt::ServiceError".to_string(),
+                is_handler: false,
+                is_timer: true,
+                decode_event: String::new(),
+                params_struct: String::new(),
+                call_type: String::new(),
+                core_fn: "",
+            });
+        }
+        let uses_payload = members.iter().any(|m| !m.is_timer);
         ServiceView {
             docs: docs(
                 s.description
@@ -1187,6 +1228,7 @@ impl Renderer<'_> {
             descriptor: format!("SERVICE_{service}"),
             members,
             calls,
+            uses_payload,
         }
     }
 
@@ -1242,6 +1284,7 @@ impl Renderer<'_> {
                     kind,
                     subject: &subject,
                     timeout_ms: m.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+                    every_ms: 0,
                     retry,
                     mode: "Shared",
                     delivery: "Durable",
@@ -1290,6 +1333,7 @@ impl Renderer<'_> {
                     kind: "Event",
                     subject: &h.pattern,
                     timeout_ms: 0,
+                    every_ms: 0,
                     retry,
                     mode: match h.mode {
                         Mode::Shared => "Shared",
@@ -1300,6 +1344,28 @@ impl Renderer<'_> {
                         Delivery::BestEffort => "BestEffort",
                     },
                     params_schema: schema.to_string(),
+                    result_schema: NULL_SCHEMA.to_string(),
+                    errors: Vec::new(),
+                },
+                schemas,
+            ));
+        }
+        for t in &s.timers {
+            let (mode, subject) = match t.scope {
+                TimerScope::Service => ("Shared", crate::contract::timer_subject(s, t)),
+                TimerScope::Instance => ("Broadcast", String::new()),
+            };
+            endpoints.push(endpoint_view(
+                Endpoint {
+                    name: &t.name,
+                    kind: "Timer",
+                    subject: &subject,
+                    timeout_ms: DEFAULT_TIMEOUT_MS,
+                    every_ms: t.every_ms,
+                    retry: t.retry.unwrap_or(DEFAULT_RETRY),
+                    mode,
+                    delivery: "Durable",
+                    params_schema: "{}".to_string(),
                     result_schema: NULL_SCHEMA.to_string(),
                     errors: Vec::new(),
                 },

@@ -53,6 +53,7 @@ mod stats;
 pub mod streams;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod timer;
 mod types;
 mod worker;
 

@@ -87,8 +87,8 @@ pub struct Next<'a> {
 }
 
 impl<'a> Next<'a> {
-    /// The endpoint being called: `name` (method or handler), `kind` (RPC, async, event),
-    /// `subject`.
+    /// The endpoint being called: `name` (method, handler or timer), `kind` (RPC, async, event,
+    /// timer), `subject`.
     pub fn endpoint(&self) -> &'static EndpointDescriptor {
         self.endpoint
     }

@@ -197,11 +197,7 @@ pub(crate) async fn serve(
 ) -> Result<Vec<Spawned>, Error> {
     let descriptor = runtime.descriptor;
     let mut spawned = Vec::new();
-    if descriptor
-        .endpoints
-        .iter()
-        .any(|endpoint| endpoint.kind == EndpointKind::Async)
-    {
+    if descriptor.endpoints.iter().any(is_async_work) {
         spawned.push(start_pull(runtime, settings, Source::Async).await?);
     }
     for (index, endpoint) in descriptor.endpoints.iter().enumerate() {
@@ -222,6 +218,16 @@ pub(crate) async fn serve(
         spawned.push(started);
     }
     Ok(spawned)
+}
+
+/// Whether the endpoint's messages travel through `ASYNC_<service>`: an async method, or a timer
+/// with `scope: service` (whose ticks are async calls of the service to itself).
+pub(crate) fn is_async_work(endpoint: &EndpointDescriptor) -> bool {
+    match endpoint.kind {
+        EndpointKind::Async => true,
+        EndpointKind::Timer => endpoint.mode == DeliveryMode::Shared,
+        EndpointKind::Rpc | EndpointKind::Event => false,
+    }
 }
 
 /// Which messages a pull loop consumes.
@@ -264,16 +270,13 @@ impl Lane {
     /// The endpoint a message on `subject` is for; `None` for an unknown async method.
     fn route(&self, subject: &str) -> Option<(usize, &'static EndpointDescriptor)> {
         match self.source {
-            Source::Async => {
-                self.runtime
-                    .descriptor
-                    .endpoints
-                    .iter()
-                    .enumerate()
-                    .find(|(_, endpoint)| {
-                        endpoint.kind == EndpointKind::Async && endpoint.subject == subject
-                    })
-            }
+            Source::Async => self
+                .runtime
+                .descriptor
+                .endpoints
+                .iter()
+                .enumerate()
+                .find(|(_, endpoint)| is_async_work(endpoint) && endpoint.subject == subject),
             Source::Shared { index, endpoint } | Source::Broadcast { index, endpoint } => {
                 Some((index, endpoint))
             }
@@ -338,7 +341,7 @@ impl Lane {
         let endpoints = self.runtime.descriptor.endpoints.iter();
         let attempts = match self.source {
             Source::Async => endpoints
-                .filter(|endpoint| endpoint.kind == EndpointKind::Async)
+                .filter(|endpoint| is_async_work(endpoint))
                 .map(|endpoint| endpoint.retry.max_attempts)
                 .max()
                 .unwrap_or(1),
@@ -1135,6 +1138,8 @@ enum Outcome {
     Abandoned,
     AckFailed,
     NakFailed,
+    /// A timer's tick that arrived while its previous tick still ran on this instance.
+    Skipped,
 }
 
 impl Outcome {
@@ -1146,6 +1151,7 @@ impl Outcome {
             Outcome::Abandoned => "abandoned",
             Outcome::AckFailed => "ack_failed",
             Outcome::NakFailed => "nak_failed",
+            Outcome::Skipped => "skipped",
         }
     }
 }
@@ -1265,8 +1271,31 @@ async fn handle(
         };
     }
     let span = match lane.source {
+        Source::Async if endpoint.kind == EndpointKind::Timer => span!("natsgen.timer"),
         Source::Async => span!("natsgen.async"),
         Source::Shared { .. } | Source::Broadcast { .. } => span!("natsgen.event"),
+    };
+    // A tick of a timer still running on this instance is not run beside it: acked unrun.
+    let ticking = if endpoint.kind == EndpointKind::Timer {
+        match lane.runtime.start_tick(index) {
+            Some(ticking) => Some(ticking),
+            None => {
+                async {
+                    let outcome = if lane.ack(&reply).await {
+                        Outcome::Skipped
+                    } else {
+                        Outcome::AckFailed
+                    };
+                    tracing::Span::current().record("outcome", outcome.as_str());
+                    tracing::info!("skipped: the previous tick still runs on this instance");
+                }
+                .instrument(span)
+                .await;
+                return;
+            }
+        }
+    } else {
+        None
     };
     async {
         let backoff = Duration::from_millis(endpoint.retry.backoff_ms);
@@ -1340,6 +1369,7 @@ async fn handle(
             }
         };
         drop(permit.take());
+        drop(ticking);
         if returned > 0 && matches!(outcome, Outcome::Ok | Outcome::DeadLettered) {
             lane.forget_returns(&info).await;
         }
