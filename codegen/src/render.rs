@@ -444,7 +444,6 @@ struct Endpoint<'a> {
     kind: &'static str,
     subject: &'a str,
     timeout_ms: u64,
-    every_ms: u64,
     retry: crate::model::Retry,
     mode: &'static str,
     delivery: &'static str,
@@ -461,7 +460,6 @@ fn endpoint_base() -> Vec<String> {
         "kind: __rt::EndpointKind::Rpc,".into(),
         "subject: \"\",".into(),
         format!("timeout_ms: {},", int_lit(DEFAULT_TIMEOUT_MS)),
-        "every_ms: 0,".into(),
         format!(
             "retry: __rt::RetryPolicy {{ max_attempts: {}, backoff_ms: {} }},",
             DEFAULT_RETRY.max_attempts,
@@ -486,9 +484,6 @@ fn endpoint_view(e: Endpoint<'_>, schemas: &mut SchemaTable) -> EndpointView {
     }
     if e.timeout_ms != DEFAULT_TIMEOUT_MS {
         fields.push(format!("timeout_ms: {},", int_lit(e.timeout_ms)));
-    }
-    if e.every_ms != 0 {
-        fields.push(format!("every_ms: {},", int_lit(e.every_ms)));
     }
     if e.retry != DEFAULT_RETRY {
         fields.push(format!(
@@ -1284,7 +1279,6 @@ impl Renderer<'_> {
                     kind,
                     subject: &subject,
                     timeout_ms: m.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
-                    every_ms: 0,
                     retry,
                     mode: "Shared",
                     delivery: "Durable",
@@ -1333,7 +1327,6 @@ impl Renderer<'_> {
                     kind: "Event",
                     subject: &h.pattern,
                     timeout_ms: 0,
-                    every_ms: 0,
                     retry,
                     mode: match h.mode {
                         Mode::Shared => "Shared",
@@ -1360,8 +1353,8 @@ impl Renderer<'_> {
                     name: &t.name,
                     kind: "Timer",
                     subject: &subject,
-                    timeout_ms: DEFAULT_TIMEOUT_MS,
-                    every_ms: t.every_ms,
+                    // A timer has no timeout; its descriptor keeps the period there.
+                    timeout_ms: t.every_ms,
                     retry: t.retry.unwrap_or(DEFAULT_RETRY),
                     mode,
                     delivery: "Durable",

@@ -490,7 +490,10 @@ fn endpoint_metadata(
         }
         EndpointKind::Timer => {
             put(META_KIND, "timer".to_owned());
-            put(META_EVERY_MS, endpoint.every_ms.to_string());
+            put(
+                META_EVERY_MS,
+                endpoint.period_ms().unwrap_or_default().to_string(),
+            );
             if endpoint.mode == DeliveryMode::Shared {
                 put(META_SCOPE, "service".to_owned());
                 put(META_STREAM, async_stream_name(descriptor.name));
@@ -665,7 +668,6 @@ mod tests {
             kind,
             subject,
             timeout_ms: 2500,
-            every_ms: 0,
             retry: RETRY,
             mode: DeliveryMode::Shared,
             delivery: Delivery::Durable,

@@ -30,6 +30,14 @@ pub struct ServiceDescriptor {
     pub endpoints: &'static [EndpointDescriptor],
 }
 
+impl EndpointDescriptor {
+    /// A timer's period in milliseconds (kept in `timeout_ms`, so that the descriptor's fields,
+    /// which generated code writes out, stay as they were); `None` for other kinds.
+    pub fn period_ms(&self) -> Option<u64> {
+        (self.kind == EndpointKind::Timer).then_some(self.timeout_ms)
+    }
+}
+
 impl ServiceDescriptor {
     /// The endpoint at `index`, if there is one.
     pub fn endpoint(&self, index: usize) -> Option<&'static EndpointDescriptor> {
@@ -49,10 +57,9 @@ pub struct EndpointDescriptor {
     /// ticks travel as async calls); timer with `scope: instance`: empty (no message).
     pub subject: &'static str,
     /// RPC: the default timeout of a call, in milliseconds (the generator writes 10 000 when the
-    /// schema gives none).
+    /// schema gives none). Timers (which have no timeout): the period, `every`, in milliseconds;
+    /// see [`EndpointDescriptor::period_ms`].
     pub timeout_ms: u64,
-    /// Timers: the period in milliseconds; 0 for every other kind.
-    pub every_ms: u64,
     /// Async calls, durable events and `scope: service` timers: how often and how fast to retry.
     pub retry: RetryPolicy,
     /// Events: whether instances share the events or each gets every one. Timers: `Shared` for

@@ -107,7 +107,7 @@ async fn tick_loop(
     mut stop: oneshot::Receiver<()>,
     _guard: mpsc::Sender<()>,
 ) {
-    let every = endpoint.every_ms.max(1);
+    let every = endpoint.period_ms().unwrap_or_default().max(1);
     let mut last = current_tick(unix_millis(), every);
     tracing::debug!(
         service = runtime.descriptor.name,

@@ -1,7 +1,7 @@
 //! Timers end to end over a real nats-server: `scope: instance` ticks on every instance,
 //! `scope: service` runs each tick on one instance of two, a failed tick is retried, a tick that
-//! outlasts its period does not overlap the next one on an instance, discovery lists timers, and
-//! a shutdown stops them. Generated from `schemas/timers.yaml`. The assertions count ticks and
+//! outlasts its period does not overlap the next one on an instance, a tick whose instance is
+//! killed mid-run is run by another, discovery lists timers, and a shutdown stops them. Generated from `schemas/timers.yaml`. The assertions count ticks and
 //! compare their ids; none measures time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use natsgen::testing::NatsServer;
 use natsgen::{Connection, Context, Host, HostHandle, ServiceError};
 use natsgen_tests::timers::{
-    LocalTicker, LocalTickerServer, RetryingTicker, RetryingTickerServer, SharedTicker,
-    SharedTickerServer, SlowTicker, SlowTickerServer,
+    CrashTicker, CrashTickerServer, LocalTicker, LocalTickerServer, RetryingTicker,
+    RetryingTickerServer, SharedTicker, SharedTickerServer, SlowTicker, SlowTickerServer,
 };
 use tokio::sync::Notify;
 
@@ -165,6 +166,13 @@ impl SlowTicker for Ticks {
 
     async fn slow_shared(&self, ctx: &Context) -> Result<(), ServiceError> {
         self.slow(ctx, 1, 350).await;
+        Ok(())
+    }
+}
+
+impl CrashTicker for Ticks {
+    async fn nightly(&self, ctx: &Context) -> Result<(), ServiceError> {
+        self.log.record(self.instance, ctx);
         Ok(())
     }
 }
@@ -385,4 +393,35 @@ async fn discovery_lists_timers_with_their_period_and_scope() {
         "{stats}"
     );
     within(host.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_tick_whose_instance_is_killed_mid_run_is_run_by_another_instance() {
+    let (server, nats) = start_server().await;
+    let mut started = nats.nats().subscribe("ticks_test.started").await.unwrap();
+    nats.nats().flush().await.unwrap();
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_tick_worker"))
+        .arg(server.url())
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("the tick_worker binary starts");
+    let message = within(started.next()).await.unwrap();
+    let body = String::from_utf8(message.payload.to_vec()).unwrap();
+    let (tick_id, attempt) = body.split_once(' ').unwrap();
+    assert_eq!(attempt, "1", "{body}");
+    // A crash, not a shutdown: SIGKILL, so the tick is neither acked nor nak'd.
+    worker.start_kill().unwrap();
+    within(worker.wait()).await.unwrap();
+
+    let log = Arc::new(Log::default());
+    let host =
+        start(Host::new(nats.clone()).serve(CrashTickerServer::new(Ticks::new(2, &log)))).await;
+    // The ack wait (10 s) after its last in-progress ack, the tick comes to this instance.
+    let runs = log
+        .wait_until(|runs| runs.iter().any(|run| run.tick_id == tick_id))
+        .await;
+    within(host.shutdown()).await.unwrap();
+    let rerun = runs.iter().find(|run| run.tick_id == tick_id).unwrap();
+    assert_eq!(rerun.attempt, 2, "{runs:?}");
 }

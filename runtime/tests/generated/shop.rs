@@ -504,7 +504,6 @@ mod __natsgen {
         kind: __rt::EndpointKind::Rpc,
         subject: "",
         timeout_ms: 10_000,
-        every_ms: 0,
         retry: __rt::RetryPolicy { max_attempts: 3, backoff_ms: 1_000 },
         mode: __rt::DeliveryMode::Shared,
         delivery: __rt::Delivery::Durable,
