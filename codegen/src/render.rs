@@ -89,12 +89,16 @@ struct Renderer<'a> {
 /// `should_implement_trait` takes an inherent `clone` or `cmp` for `Clone::clone` or `Ord::cmp`
 /// (the other std trait methods it knows differ from ours in receiver or return type), and
 /// `wrong_self_convention` expects `new` and `from_*` to take no `self`, `into_*` to take `self` and
-/// `to_*_mut` to take `&mut self`.
+/// `to_*_mut` to take `&mut self`, and pedantic's `iter_not_returning_iterator` expects `iter` and
+/// `iter_mut` to return an iterator.
 fn method_allows(name: &str) -> Lines {
     let name = names::unraw(name);
     let mut lints = Vec::new();
     if matches!(name, "clone" | "cmp") {
         lints.push("clippy::should_implement_trait");
+    }
+    if matches!(name, "iter" | "iter_mut") {
+        lints.push("clippy::iter_not_returning_iterator");
     }
     if name == "new"
         || name.starts_with("from_")

@@ -31,8 +31,10 @@
 //!
 //! One task per message; the attempt number is JetStream's delivery count.
 //!
-//! 1. Async calls: the method is found by the subject. An unknown method is dead-lettered at
-//!    once (`unknown_method`).
+//! 1. Async calls: the method (or `scope: service` timer, whose ticks are async calls of the
+//!    service to itself, see the `timer` module) is found by the subject. An unknown method is
+//!    dead-lettered at once (`unknown_method`). A timer's tick that arrives while the same timer's
+//!    previous tick still runs on this instance is acked without running (`skipped`).
 //! 2. The attempt number is JetStream's delivery count less the deliveries a shutdown returned
 //!    (noted in the KV bucket `NATSGEN_STATE`, read on redeliveries only).
 //!    A message past the endpoint's `max_attempts` — its last allowed attempt did not complete
@@ -54,9 +56,10 @@
 //!    and awaits the PubAck, then acks it, logging at error level. If that publish fails, the
 //!    message is nak'd with the backoff instead and dead-lettered when it comes back.
 //!
-//! Every message is handled in a `natsgen.async` or `natsgen.event` tracing span with the service,
-//! method (or handler), call id, attempt, outcome (`ok`, `retry`, `dead_lettered`, `abandoned`,
-//! `nak_failed`, `ack_failed`) and duration, and counted in the endpoint's stats.
+//! Every message is handled in a `natsgen.async`, `natsgen.timer` or `natsgen.event` tracing span
+//! with the service, method (or handler), call id, attempt, outcome (`ok`, `retry`,
+//! `dead_lettered`, `abandoned`, `nak_failed`, `ack_failed`, `skipped`) and duration, and counted
+//! in the endpoint's stats.
 //!
 //! # Shutdown
 //!
