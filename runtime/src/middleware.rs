@@ -13,7 +13,7 @@
 //! and a handler's panic reaches the middleware as that `internal` error.
 //! A rejected async call or event is retried and dead-lettered like any failure. A timer's run has
 //! no caller and so no caller headers: a check of the caller lets
-//! [`EndpointKind::Timer`](crate::codegen::EndpointKind::Timer) through.
+//! [`EndpointKind::Timer`] through.
 //!
 //! ```
 //! use natsgen::middleware::{Middleware, MiddlewareFuture, Next};

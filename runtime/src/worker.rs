@@ -1279,7 +1279,7 @@ async fn handle(
         Source::Shared { .. } | Source::Broadcast { .. } => span!("natsgen.event"),
     };
     // A tick of a timer still running on this instance is not run beside it: acked unrun.
-    let ticking = if endpoint.kind == EndpointKind::Timer {
+    let mut ticking = if endpoint.kind == EndpointKind::Timer {
         match lane.runtime.start_tick(index) {
             Some(ticking) => Some(ticking),
             None => {
@@ -1329,6 +1329,7 @@ async fn handle(
                     // The handler is done: its slot goes back before the ack's confirmation
                     // is awaited (the consumer's max_ack_pending bounds those in flight).
                     drop(permit.take());
+                    drop(ticking.take());
                     let outcome = if lane.ack(&reply).await {
                         Outcome::Ok
                     } else {
@@ -1372,7 +1373,7 @@ async fn handle(
             }
         };
         drop(permit.take());
-        drop(ticking);
+        drop(ticking.take());
         if returned > 0 && matches!(outcome, Outcome::Ok | Outcome::DeadLettered) {
             lane.forget_returns(&info).await;
         }
