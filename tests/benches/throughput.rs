@@ -31,11 +31,13 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, FuturesUnordered, StreamExt, TryStreamExt};
 use futures_util::FutureExt;
+use natsgen::middleware::{Middleware, MiddlewareFuture, Next};
 use natsgen::testing::NatsServer;
-use natsgen::{Context, Host, HostHandle, ServiceError};
+use natsgen::{ClientOptions, Context, Host, HostHandle, ServiceError};
 use natsgen_tests::bench::{
-    BenchTick, Drain, DrainClient, DrainServer, EchoClient, EchoServer, Events, MirrorClient,
-    RemoteClient, SinkClient, Tally, TallyServer,
+    BenchTick, CheckedClient, CheckedServer, Drain, DrainClient, DrainServer, EchoClient,
+    EchoServer, Events, LayeredClient, LayeredServer, MirrorClient, RemoteClient, SinkClient,
+    Tally, TallyServer,
 };
 use natsgen_tests::benchkit::{self, Answer, EchoImpl};
 use tokio::io::AsyncBufReadExt;
@@ -135,9 +137,10 @@ fn scale() -> f64 {
 const QUICK_SCALE: f64 = 0.2;
 
 /// The cases, by the names `NATSGEN_BENCH_CASES` takes.
-const CASES: [&str; 10] = [
+const CASES: [&str; 11] = [
     "sequential",
     "concurrent",
+    "middleware",
     "remote",
     "payload",
     "wide",
@@ -214,6 +217,32 @@ impl Drain for DrainImpl {
         self.0.hit();
         Ok(())
     }
+}
+
+/// Middleware that only calls the handler: what an installed middleware costs.
+struct PassThrough;
+
+impl Middleware for PassThrough {
+    fn handle<'a>(&'a self, ctx: Context, next: Next<'a>) -> MiddlewareFuture<'a> {
+        next.run(ctx)
+    }
+}
+
+/// The hosts of the middleware case, each on its own connection: `layered` behind a
+/// pass-through [`Middleware`], `checked` behind an `intercept` check that lets every call
+/// through.
+async fn start_middleware_hosts(url: &str) -> Result<[HostHandle; 2], BoxError> {
+    let layered = Host::new(natsgen::connect(url).await?)
+        .serve(LayeredServer::new(EchoImpl))
+        .middleware(PassThrough)
+        .start()
+        .await?;
+    let checked = Host::new(natsgen::connect(url).await?)
+        .serve(CheckedServer::new(EchoImpl))
+        .intercept(|_| Ok(()))
+        .start()
+        .await?;
+    Ok([layered, checked])
 }
 
 async fn start_host(
@@ -489,6 +518,12 @@ struct Bench {
     raw: async_nats::Client,
     raw_js: jetstream::Context,
     echo: EchoClient,
+    /// Middleware case: clients of `layered` and `checked`, and of `echo` and `sink` with a
+    /// client interceptor that lets every call through.
+    layered: LayeredClient,
+    checked: CheckedClient,
+    echo_intercepted: EchoClient,
+    sink_intercepted: SinkClient,
     mirror: MirrorClient,
     remote: RemoteClient,
     sink: SinkClient,
@@ -563,10 +598,10 @@ impl Bench {
         Ok(())
     }
 
-    /// Breakdown: a raw request carrying the three headers a natsgen call sends.
+    /// Breakdown: a raw request carrying the headers of a natsgen call made in a handler.
     async fn raw_request_with_headers(&self) -> Outcome {
         let request = async_nats::Request::new()
-            .headers(call_headers(None))
+            .headers(nested_call_headers())
             .payload(self.payload.clone());
         self.raw.send_request(RAW_RPC_SUBJECT, request).await?;
         Ok(())
@@ -574,6 +609,21 @@ impl Bench {
 
     async fn natsgen_ping(&self, seq: u64) -> Outcome {
         self.echo.ping(seq, self.body.clone()).await?;
+        Ok(())
+    }
+
+    async fn natsgen_layered_ping(&self, seq: u64) -> Outcome {
+        self.layered.ping(seq, self.body.clone()).await?;
+        Ok(())
+    }
+
+    async fn natsgen_checked_ping(&self, seq: u64) -> Outcome {
+        self.checked.ping(seq, self.body.clone()).await?;
+        Ok(())
+    }
+
+    async fn natsgen_intercepted_ping(&self, seq: u64) -> Outcome {
+        self.echo_intercepted.ping(seq, self.body.clone()).await?;
         Ok(())
     }
 
@@ -605,7 +655,7 @@ impl Bench {
                 }
             }
             let ack: PublishAckFuture = if headers {
-                let headers = call_headers(Some(self.next_msg_id()));
+                let headers = async_call_headers(&self.next_msg_id());
                 self.raw_js
                     .publish_with_headers(subject, headers, self.payload.clone())
                     .await?
@@ -621,7 +671,9 @@ impl Bench {
     }
 
     fn next_msg_id(&self) -> String {
-        format!("record:{}", self.msg_ids.fetch_add(1, Ordering::Relaxed))
+        // As long as natsgen's `<method>:<UUIDv7>`.
+        let n = self.msg_ids.fetch_add(1, Ordering::Relaxed);
+        format!("record:0190b6f2-4c1e-7d3a-9f00-{n:012x}")
     }
 
     async fn raw_async(&self, n: usize, headers: bool) -> Result<Sample, BoxError> {
@@ -634,7 +686,7 @@ impl Bench {
     /// call, as a caller of natsgen writes it.
     async fn raw_async_per_call(&self, n: usize) -> Result<Sample, BoxError> {
         self.concurrent(n, ACKS_IN_FLIGHT, |_| async {
-            let headers = call_headers(Some(self.next_msg_id()));
+            let headers = async_call_headers(&self.next_msg_id());
             self.raw_js
                 .publish_with_headers(RAW_ASYNC_SUBJECT, headers, self.payload.clone())
                 .await?
@@ -647,6 +699,14 @@ impl Bench {
     async fn natsgen_async(&self, n: usize) -> Result<Sample, BoxError> {
         self.concurrent(n, ACKS_IN_FLIGHT, |seq| async move {
             self.sink.record(seq, self.body.clone()).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn natsgen_async_intercepted(&self, n: usize) -> Result<Sample, BoxError> {
+        self.concurrent(n, ACKS_IN_FLIGHT, |seq| async move {
+            self.sink_intercepted.record(seq, self.body.clone()).await?;
             Ok(())
         })
         .await
@@ -726,19 +786,28 @@ impl Bench {
     }
 }
 
-/// The headers a natsgen call carries (call id, deadline, trace context), with fixed values;
-/// with a `Nats-Msg-Id` for async calls.
-fn call_headers(msg_id: Option<String>) -> HeaderMap {
+/// The headers of a natsgen call made inside a handler (caller chain, trace context; a call id
+/// and a deadline too when the caller records calls or has less time than the method's
+/// timeout), with fixed values. A plain call, like the bench's, sends none.
+fn nested_call_headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if let Some(msg_id) = msg_id {
-        headers.insert("Nats-Msg-Id", msg_id.as_str());
-    }
     headers.insert("Natsgen-Call-Id", "0190b6f2-4c1e-7d3a-9f00-5c2b7e8a1d42");
+    headers.insert(
+        "Natsgen-Caller-Chain",
+        "0190b6f2-4c1e-7d3a-9f00-5c2b7e8a1d41",
+    );
     headers.insert("Natsgen-Deadline-Ms", "30000");
     headers.insert(
         "traceparent",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
     );
+    headers
+}
+
+/// The headers of a natsgen async call without an idempotency key: its `Nats-Msg-Id` alone.
+fn async_call_headers(msg_id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", msg_id);
     headers
 }
 
@@ -1012,6 +1081,11 @@ struct Row {
     met: &'static str,
 }
 
+/// Client options whose only interceptor lets every call through.
+fn pass_interceptor() -> ClientOptions {
+    ClientOptions::new().intercept(|_| Ok(()))
+}
+
 fn verdict(met: bool) -> &'static str {
     if met {
         "yes"
@@ -1068,10 +1142,11 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-/// The breakdown: every variant of a case against the case's raw variant.
-fn print_breakdown(cases: &[(&str, &[Variant<'_>], bool)]) {
+/// The breakdown: every variant of a case against the case's first variant (raw; for the
+/// middleware case natsgen without middleware), whose column is headed `against`.
+fn print_breakdown(cases: &[(&str, &[Variant<'_>], bool)], against: &str) {
     println!();
-    println!("| case | variant | result | vs raw | CPU/op bench | CPU/op nats-server |");
+    println!("| case | variant | result | {against} | CPU/op bench | CPU/op nats-server |");
     println!("|---|---|---:|---:|---:|---:|");
     for (case, variants, latency) in cases {
         let Some(raw) = variants.first() else {
@@ -1348,6 +1423,10 @@ async fn main() -> Result<(), BoxError> {
         raw_js: jetstream::new(raw.clone()),
         raw,
         echo: EchoClient::new(&client),
+        layered: LayeredClient::new(&client),
+        checked: CheckedClient::new(&client),
+        echo_intercepted: EchoClient::new(&client).with_options(pass_interceptor()),
+        sink_intercepted: SinkClient::new(&client).with_options(pass_interceptor()),
         mirror: MirrorClient::new(&client),
         remote: RemoteClient::new(&client),
         sink: SinkClient::new(&client),
@@ -1453,9 +1532,10 @@ async fn main() -> Result<(), BoxError> {
     ];
     if breakdown {
         sequential.extend([
-            Variant::new("raw request + natsgen's 3 headers → raw responder", |n| {
-                b.sequential(n, |_| b.raw_request_with_headers())
-            }),
+            Variant::new(
+                "raw request + a nested call's headers → raw responder",
+                |n| b.sequential(n, |_| b.raw_request_with_headers()),
+            ),
             Variant::new("raw request → natsgen host", |n| {
                 b.sequential(n, |_| b.raw_request("echo.rpc.ping"))
             }),
@@ -1475,9 +1555,10 @@ async fn main() -> Result<(), BoxError> {
                     })
                 },
             ),
-            Variant::new("raw request + natsgen's 3 headers → raw responder", |n| {
-                b.concurrent(n, RPC_IN_FLIGHT, |_| b.raw_request_with_headers())
-            }),
+            Variant::new(
+                "raw request + a nested call's headers → raw responder",
+                |n| b.concurrent(n, RPC_IN_FLIGHT, |_| b.raw_request_with_headers()),
+            ),
             Variant::new("raw request → natsgen host", |n| {
                 b.concurrent(n, RPC_IN_FLIGHT, |_| b.raw_request("echo.rpc.ping"))
             }),
@@ -1536,6 +1617,77 @@ async fn main() -> Result<(), BoxError> {
             sense: ">=",
             goal: 0.9,
         });
+    }
+
+    // What middleware costs: the same call with none, with a pass-through `Middleware` or an
+    // `intercept` check on the host, and with a client interceptor.
+    let mut middleware = Vec::new();
+    if run("middleware") {
+        let hosts = start_middleware_hosts(&url).await?;
+        let mut sequential = vec![
+            Variant::new("no middleware", |n| {
+                b.sequential(n, |seq| b.natsgen_ping(seq))
+            }),
+            Variant::new("host: a pass-through Middleware", |n| {
+                b.sequential(n, |seq| b.natsgen_layered_ping(seq))
+            }),
+            Variant::new("host: an intercept check that passes", |n| {
+                b.sequential(n, |seq| b.natsgen_checked_ping(seq))
+            }),
+            Variant::new("client: an interceptor that passes", |n| {
+                b.sequential(n, |seq| b.natsgen_intercepted_ping(seq))
+            }),
+        ];
+        measure(
+            "middleware: sequential request-reply",
+            (
+                warm(counts.sequential * SEQUENTIAL_ROUNDS),
+                counts.sequential,
+                SEQUENTIAL_ROUNDS,
+            ),
+            &mut sequential,
+        )
+        .await?;
+        let mut concurrent = vec![
+            Variant::new("no middleware", |n| {
+                b.concurrent(n, RPC_IN_FLIGHT, |seq| b.natsgen_ping(seq))
+            }),
+            Variant::new("host: a pass-through Middleware", |n| {
+                b.concurrent(n, RPC_IN_FLIGHT, |seq| b.natsgen_layered_ping(seq))
+            }),
+            Variant::new("host: an intercept check that passes", |n| {
+                b.concurrent(n, RPC_IN_FLIGHT, |seq| b.natsgen_checked_ping(seq))
+            }),
+            Variant::new("client: an interceptor that passes", |n| {
+                b.concurrent(n, RPC_IN_FLIGHT, |seq| b.natsgen_intercepted_ping(seq))
+            }),
+        ];
+        measure(
+            &format!("middleware: request-reply, {RPC_IN_FLIGHT} in flight"),
+            (warm(counts.concurrent), counts.concurrent, ROUNDS),
+            &mut concurrent,
+        )
+        .await?;
+        let mut accepted = vec![
+            Variant::new("no middleware", |n| b.natsgen_async(n)),
+            Variant::new("client: an interceptor that passes", |n| {
+                b.natsgen_async_intercepted(n)
+            }),
+        ];
+        measure(
+            &format!("middleware: durable async acceptance, {ACKS_IN_FLIGHT} in flight"),
+            (warm(counts.durable_async), counts.durable_async, ROUNDS),
+            &mut accepted,
+        )
+        .await?;
+        for host in hosts {
+            host.shutdown().await?;
+        }
+        middleware = vec![
+            ("sequential", sequential, true),
+            ("64 in flight", concurrent, false),
+            ("async acceptance", accepted, false),
+        ];
     }
 
     if run("remote") {
@@ -1656,7 +1808,7 @@ async fn main() -> Result<(), BoxError> {
     if breakdown {
         durable.extend([
             Variant::new(
-                "raw publish + natsgen's headers (unique Nats-Msg-Id)",
+                "raw publish + natsgen's header (a unique Nats-Msg-Id)",
                 |n| b.raw_async(n, true),
             ),
             Variant::new("raw publish + headers, one future per call", |n| {
@@ -1745,7 +1897,9 @@ async fn main() -> Result<(), BoxError> {
         });
     }
     rows.extend(generation_row);
-    print_table(&rows);
+    if !rows.is_empty() {
+        print_table(&rows);
+    }
     if run("concurrent") {
         alternatives.insert(0, ("64 in flight", concurrent, 1));
     }
@@ -1758,6 +1912,13 @@ async fn main() -> Result<(), BoxError> {
     }
     if !memory.is_empty() {
         print_memory(&memory);
+    }
+    if !middleware.is_empty() {
+        let sections: Vec<(&str, &[Variant<'_>], bool)> = middleware
+            .iter()
+            .map(|(case, variants, latency)| (*case, variants.as_slice(), *latency))
+            .collect();
+        print_breakdown(&sections, "vs none");
     }
 
     if breakdown {
@@ -1800,7 +1961,7 @@ async fn main() -> Result<(), BoxError> {
             sections.push(("event fan-out", &events, false));
             sections.push(("event fan-out, 512 slots", &wide, false));
         }
-        print_breakdown(&sections);
+        print_breakdown(&sections, "vs raw");
     }
     targets.extend(generation_targets);
     print_targets(&targets);

@@ -11,25 +11,32 @@ use futures_util::StreamExt;
 use natsgen::{Connection, Context, Host, ServiceError};
 use serde::{Deserialize, Serialize};
 
-use crate::bench::{Echo, Remote};
+use crate::bench::{Checked, Echo, Layered, Remote};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The echo method's handler for the natsgen services `echo` and `remote`: returns `seq`.
+/// The echo method's handler for the natsgen services `echo`, `remote`, `layered` and
+/// `checked`: returns `seq`.
 #[derive(Debug, Clone, Copy)]
 pub struct EchoImpl;
 
-impl Echo for EchoImpl {
-    async fn ping(&self, _ctx: &Context, seq: u64, _body: String) -> Result<u64, ServiceError> {
-        Ok(seq)
-    }
+/// Implements the echo method for each of the bench services that have it.
+macro_rules! echo_impls {
+    ($($service:ident),+) => {$(
+        impl $service for EchoImpl {
+            async fn ping(
+                &self,
+                _ctx: &Context,
+                seq: u64,
+                _body: String,
+            ) -> Result<u64, ServiceError> {
+                Ok(seq)
+            }
+        }
+    )+};
 }
 
-impl Remote for EchoImpl {
-    async fn ping(&self, _ctx: &Context, seq: u64, _body: String) -> Result<u64, ServiceError> {
-        Ok(seq)
-    }
-}
+echo_impls!(Echo, Remote, Layered, Checked);
 
 /// How a raw responder answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
