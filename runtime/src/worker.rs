@@ -225,7 +225,7 @@ pub(crate) async fn serve(
 
 /// Whether the endpoint's messages travel through `ASYNC_<service>`: an async method, or a timer
 /// with `scope: service` (whose ticks are async calls of the service to itself).
-pub(crate) fn is_async_work(endpoint: &EndpointDescriptor) -> bool {
+fn is_async_work(endpoint: &EndpointDescriptor) -> bool {
     match endpoint.kind {
         EndpointKind::Async => true,
         EndpointKind::Timer => endpoint.mode == DeliveryMode::Shared,
@@ -1290,7 +1290,7 @@ async fn handle(
                         Outcome::AckFailed
                     };
                     tracing::Span::current().record("outcome", outcome.as_str());
-                    tracing::info!("skipped: the previous tick still runs on this instance");
+                    tracing::debug!("skipped: the previous tick still runs on this instance");
                 }
                 .instrument(span)
                 .await;
