@@ -76,31 +76,7 @@
         }
     }
 
-    impl __rt::StdError for {{ e.name }} {}
-
-    impl __rt::From<__rt::ServiceError> for {{ e.name }} {
-        fn from(error: __rt::ServiceError) -> Self {
-            Self::Internal(error)
-        }
-    }
-
-    /// A failed `emit` or other runtime operation is an `internal` error.
-    impl __rt::From<__rt::Error> for {{ e.name }} {
-        fn from(error: __rt::Error) -> Self {
-            Self::Internal(__rt::ServiceError::from(error))
-        }
-    }
-
-    /// A failed call to another service is an `internal` error of this one, whatever the other
-    /// service answered: its declared errors are not this method's.
-    impl<__E> __rt::From<__rt::CallError<__E>> for {{ e.name }}
-    where
-        __E: __rt::Debug + __rt::fmt::Display + __rt::Send + __rt::Sync + 'static,
-    {
-        fn from(error: __rt::CallError<__E>) -> Self {
-            Self::Internal(__rt::ServiceError::from(error))
-        }
-    }
+    __rt::method_error!({{ e.name }});
 {%- endfor %}
 }
 {%- for a in m.aliases %}

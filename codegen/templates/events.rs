@@ -22,7 +22,11 @@ impl Events {
 }
 
 impl __rt::EventSet for Events {
-    fn from_connection(connection: &__rt::Connection) -> Self {
-        Self::new(connection)
+    fn descriptor() -> &'static __rt::EventsDescriptor {
+        &{{ private }}::EVENTS
+    }
+
+    fn from_publisher(publisher: __rt::EventPublisher) -> Self {
+        Self { publisher }
     }
 }

@@ -12,7 +12,7 @@ mod {{ private }} {
 {%- else %}
     pub(super) struct {{ s.name }} {
 {%- for f in s.fields %}
-{{ f.head.at("        ") }}        pub(super) {{ f.name }}: {{ f.ty }},
+{{ f.head.at("        ") }}        pub {{ f.name }}: {{ f.ty }},
 {%- endfor %}
     }
 {%- endif %}

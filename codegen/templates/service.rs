@@ -11,7 +11,7 @@ pub trait {{ s.trait_name }}: __rt::Send + __rt::Sync + 'static {
 {%- for p in m.args %}
         {{ p.name }}: {{ p.ty }},
 {%- endfor %}
-    ) -> impl __rt::Future<Output = __rt::Result<{{ m.ok }}, {{ m.err }}>> + __rt::Send;
+    ) -> impl __rt::HandlerFuture<{{ m.ok }}, {{ m.err }}>;
 {%- endfor %}
 }
 
@@ -100,7 +100,7 @@ pub trait {{ s.api }}: __rt::Send + __rt::Sync {
         {{ p.name }}: {{ p.ty }},
 {%- endfor %}
         options: __rt::CallOptions,
-    ) -> impl __rt::Future<Output = __rt::Result<{{ m.ok }}, __rt::CallError<{{ m.err }}>>> + __rt::Send;
+    ) -> impl __rt::CallFuture<{{ m.ok }}, {{ m.err }}>;
 {%- endfor %}
 }
 
@@ -164,7 +164,7 @@ impl {{ s.api }} for {{ s.client }} {
         {{ p.name }}: {{ p.ty }},
 {%- endfor %}
         options: __rt::CallOptions,
-    ) -> impl __rt::Future<Output = __rt::Result<{{ m.ok }}, __rt::CallError<{{ m.err }}>>> + __rt::Send {
+    ) -> impl __rt::CallFuture<{{ m.ok }}, {{ m.err }}> {
         __rt::IntoFuture::into_future(Self::{{ m.name }}(self{% for a in m.args %}, {{ a.name }}{% endfor %}).options(options))
     }
 {%- endfor %}

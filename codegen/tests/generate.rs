@@ -346,7 +346,7 @@ fn error_variant_fields_carry_no_serde_attributes() {
         &code[start..end]
     );
     assert!(
-        code.contains("#[serde(rename = \"_a\")]\n        pub(super) a: __rt::Timestamp,"),
+        code.contains("#[serde(rename = \"_a\")]\n        pub a: __rt::Timestamp,"),
         "the details struct renames the field:\n{code}"
     );
 }

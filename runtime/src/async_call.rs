@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::client::{CallOptions, ClientCore};
+use crate::connection::Backend;
 use crate::headers;
 use crate::service::{BoxFuture, EndpointDescriptor, EndpointKind};
 use crate::streams::ensure_async_stream;
@@ -170,17 +171,13 @@ impl AsyncCall {
         };
         let payload = params.map_err(|error| CallError::Encode(error.to_string()))?;
         let mut options = options;
-        core.connection()
-            .client_options()
-            .hooks()
-            .apply(
-                service,
-                descriptor.name,
-                EndpointKind::Async,
-                context.as_ref(),
-                &mut options.headers,
-            )
-            .map_err(CallError::Service)?;
+        core.apply_hooks(
+            descriptor.name,
+            EndpointKind::Async,
+            context.as_ref(),
+            &mut options.headers,
+        )
+        .map_err(CallError::Service)?;
         let mut timeout = options
             .timeout
             .unwrap_or(crate::client::schema_timeout(descriptor));
@@ -228,10 +225,11 @@ impl AsyncCall {
             .parse::<HeaderValue>()
             .map_err(|_| CallError::Encode("the idempotency key contains a line break".into()))?;
         map.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+        let own_trace = headers::sets_trace_parent(&options.headers);
         match &context {
-            Some(ctx) => headers::propagate(&mut map, ctx),
+            Some(ctx) => headers::propagate(&mut map, ctx, !own_trace),
             // The caller records the call: the service's records join its trace.
-            None if !span.is_disabled() => {
+            None if !span.is_disabled() && !own_trace => {
                 map.insert(
                     headers::TRACEPARENT_NAME,
                     headers::TraceParent::new_sampled_root().to_header_value(),
@@ -240,12 +238,43 @@ impl AsyncCall {
             None => {}
         }
         span.record("call_id", call_id.as_str());
-        crate::streams::leaves_dead_letter_room(
-            payload.len(),
-            &map,
-            core.connection().max_payload(),
-        )
-        .map_err(CallError::Encode)?;
+        #[cfg(feature = "otel")]
+        let otel = crate::otel::start_call(
+            crate::otel::Outgoing::Publish {
+                service,
+                method: descriptor.name,
+                subject: descriptor.subject,
+            },
+            context.as_ref(),
+        );
+        #[cfg(feature = "otel")]
+        crate::otel::inject(&otel, &options.headers, &mut map);
+        let connection = match core.backend() {
+            Backend::Nats(connection) => connection,
+            Backend::InProcess(hub) => {
+                hub.send_async(crate::testing::RpcRequest {
+                    service: core.descriptor(),
+                    index: endpoint,
+                    endpoint: descriptor,
+                    headers: map,
+                    payload,
+                });
+                span.record("outcome", "ok");
+                #[cfg(feature = "otel")]
+                crate::otel::finish_call(&otel, None);
+                return Ok(());
+            }
+        };
+        if let Err(reason) =
+            crate::streams::leaves_dead_letter_room(payload.len(), &map, connection.max_payload())
+        {
+            #[cfg(feature = "otel")]
+            crate::otel::finish_call(
+                &otel,
+                Some((ServiceError::PAYLOAD_TOO_LARGE, reason.clone())),
+            );
+            return Err(CallError::Encode(reason));
+        }
         let started = std::time::Instant::now();
         let publish = Publish {
             core: &core,
@@ -257,6 +286,8 @@ impl AsyncCall {
         let result = publish.with_retries(retry).instrument(span.clone()).await;
         span.record("outcome", crate::client::call_outcome(&result));
         span.record("duration_us", started.elapsed().as_micros() as u64);
+        #[cfg(feature = "otel")]
+        crate::otel::finish_call(&otel, crate::otel::failure_of(&result));
         result
     }
 }
@@ -306,7 +337,11 @@ impl Publish<'_> {
     async fn once(&self, wait: Duration) -> Result<(), CallError> {
         let service = self.core.descriptor().name;
         let method = self.descriptor.name;
-        let connection = self.core.connection();
+        let Backend::Nats(connection) = self.core.backend() else {
+            return Err(CallError::Protocol(
+                "an in-process async call reached the NATS publish".into(),
+            ));
+        };
         if !connection.is_connected() {
             return Err(CallError::Disconnected);
         }

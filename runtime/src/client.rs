@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::connection::Backend;
 use crate::headers::{self, TraceParent};
 use crate::json::Reply;
 use crate::resilience::{CircuitBreaker, Permit};
@@ -48,7 +49,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct CallOptions {
     /// Overrides the method's timeout from the schema.
     pub timeout: Option<Duration>,
-    /// Extra NATS headers sent with the request. natsgen's own headers win on a clash.
+    /// Extra NATS headers sent with the request. natsgen's own headers (call id, caller chain,
+    /// deadline) win on a clash; a `traceparent` given here is sent instead of natsgen's.
     pub headers: Vec<(String, String)>,
     /// Async calls: the key that makes a retried call count once. Ignored by RPC calls.
     pub idempotency_key: Option<String>,
@@ -110,11 +112,11 @@ impl CallOptions {
     }
 }
 
-/// What a generated client holds: the connection, the service's descriptor and the service's
-/// circuit breaker on that connection.
+/// What a generated client holds: the connection (or the in-process test harness it calls),
+/// the service's descriptor and the service's circuit breaker on that connection.
 #[derive(Debug, Clone)]
 pub struct ClientCore {
-    connection: Connection,
+    backend: Backend,
     descriptor: &'static ServiceDescriptor,
     breaker: Option<Arc<CircuitBreaker>>,
     context: Option<Context>,
@@ -125,11 +127,29 @@ impl ClientCore {
     /// [`ClientOptions`]; its circuit breaker is the one the connection keeps for the service.
     pub fn new(connection: &Connection, descriptor: &'static ServiceDescriptor) -> Self {
         ClientCore {
-            connection: connection.clone(),
+            backend: Backend::Nats(connection.clone()),
             breaker: connection.circuit_breaker(descriptor.name),
             descriptor,
             context: None,
         }
+    }
+
+    /// A client core over NATS or an in-process test harness.
+    pub(crate) fn on(backend: &Backend, descriptor: &'static ServiceDescriptor) -> Self {
+        match backend {
+            Backend::Nats(connection) => ClientCore::new(connection, descriptor),
+            Backend::InProcess(_) => ClientCore {
+                backend: backend.clone(),
+                breaker: None,
+                descriptor,
+                context: None,
+            },
+        }
+    }
+
+    /// Where the calls go.
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// The same client, making every call part of the call `ctx` belongs to: calls join its
@@ -146,7 +166,7 @@ impl ClientCore {
     }
 
     /// The same client with other defaults than its connection's (the circuit breaker stays
-    /// shared).
+    /// shared). A client of an in-process test harness has no connection and ignores them.
     ///
     /// ```
     /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/generated/doc_support.rs"));
@@ -163,7 +183,9 @@ impl ClientCore {
     /// # Ok(()) }
     /// ```
     pub fn with_options(mut self, options: ClientOptions) -> Self {
-        self.connection = self.connection.with_client_options(options);
+        if let Backend::Nats(connection) = &mut self.backend {
+            *connection = connection.with_client_options(options);
+        }
         self
     }
 
@@ -176,7 +198,7 @@ impl ClientCore {
     /// method; `None` when that allows a single attempt only.
     pub(crate) fn retry_for(&self, method: &str, own: Option<CallRetry>) -> Option<CallRetry> {
         own.or_else(|| {
-            self.connection
+            self.connection()?
                 .client_options()
                 .retry_policy(self.descriptor.name, method)
         })
@@ -196,9 +218,30 @@ impl ClientCore {
         }
     }
 
-    /// The connection calls go out on.
-    pub fn connection(&self) -> &Connection {
-        &self.connection
+    /// The connection calls go out on; `None` for a client of an in-process test harness.
+    pub fn connection(&self) -> Option<&Connection> {
+        self.backend.connection()
+    }
+
+    /// Runs the connection's client middleware (hooks) for a call; a client of an in-process
+    /// test harness has none.
+    pub(crate) fn apply_hooks(
+        &self,
+        method: &'static str,
+        kind: crate::service::EndpointKind,
+        context: Option<&Context>,
+        headers: &mut Vec<(String, String)>,
+    ) -> Result<(), ServiceError> {
+        match &self.backend {
+            Backend::Nats(connection) => connection.client_options().hooks().apply(
+                self.descriptor.name,
+                method,
+                kind,
+                context,
+                headers,
+            ),
+            Backend::InProcess(_) => Ok(()),
+        }
     }
 
     /// The service's descriptor.
@@ -347,17 +390,13 @@ where
         };
         let payload = params.map_err(|error| CallError::Encode(error.to_string()))?;
         let mut options = options;
-        core.connection
-            .client_options()
-            .hooks()
-            .apply(
-                service,
-                descriptor.name,
-                crate::service::EndpointKind::Rpc,
-                context.as_ref(),
-                &mut options.headers,
-            )
-            .map_err(|error| CallError::Service(E::from_service_error(error)))?;
+        core.apply_hooks(
+            descriptor.name,
+            crate::service::EndpointKind::Rpc,
+            context.as_ref(),
+            &mut options.headers,
+        )
+        .map_err(|error| CallError::Service(E::from_service_error(error)))?;
 
         let mut timeout = options.timeout.unwrap_or(schema_timeout(descriptor));
         if let Some(remaining) = context.as_ref().and_then(Context::remaining) {
@@ -381,18 +420,30 @@ where
             outcome = tracing::field::Empty,
             duration_us = tracing::field::Empty,
         );
-        let headers = request_headers(
+        #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+        let mut headers = request_headers(
             &options,
             context.as_ref(),
             (timeout < schema_timeout).then_some(timeout),
             !span.is_disabled(),
         )?;
+        #[cfg(feature = "otel")]
+        let otel = crate::otel::start_call(
+            crate::otel::Outgoing::Rpc {
+                service,
+                method: descriptor.name,
+            },
+            context.as_ref(),
+        );
+        #[cfg(feature = "otel")]
+        crate::otel::inject(&otel, &options.headers, &mut headers);
         if let Some(call_id) = headers::get(&headers, &headers::CALL_ID_NAME) {
             span.record("call_id", call_id);
         }
         let started = std::time::Instant::now();
         let call = Attempts {
             core: &core,
+            index: endpoint,
             descriptor,
             timeout,
         };
@@ -410,6 +461,8 @@ where
         };
         span.record("outcome", call_outcome(&result));
         span.record("duration_us", started.elapsed().as_micros() as u64);
+        #[cfg(feature = "otel")]
+        crate::otel::finish_call(&otel, crate::otel::failure_of(&result));
         result.map_err(|error| error.map_service(E::from_service_error))
     }
 }
@@ -431,6 +484,7 @@ pub(crate) fn call_outcome<T>(result: &Result<T, CallError<ServiceError>>) -> &s
 /// circuit breaker can see the codes.
 struct Attempts<'a> {
     core: &'a ClientCore,
+    index: usize,
     descriptor: &'static EndpointDescriptor,
     /// The whole call's timeout, reported by a [`CallError::Timeout`].
     timeout: Duration,
@@ -486,7 +540,20 @@ impl Attempts<'_> {
     ) -> Result<R, CallError> {
         let service = self.core.descriptor.name;
         let method = self.descriptor.name;
-        let connection = &self.core.connection;
+        let connection = match &self.core.backend {
+            Backend::Nats(connection) => connection,
+            Backend::InProcess(hub) => {
+                let call = crate::testing::RpcRequest {
+                    service: self.core.descriptor,
+                    index: self.index,
+                    endpoint: self.descriptor,
+                    headers,
+                    payload,
+                };
+                let body = hub.rpc(call, wait, self.timeout).await?;
+                return decode_body(self.descriptor, service, &body);
+            }
+        };
         if !connection.is_connected() {
             return Err(CallError::Disconnected);
         }
@@ -573,6 +640,8 @@ pub(crate) fn user_headers<E>(extra: &[(String, String)]) -> Result<HeaderMap, C
 ///   call id and, without a parent context, a new sampled `traceparent`, so the service's records
 ///   join the caller's.
 ///
+/// A `traceparent` among the caller's headers is sent instead of natsgen's.
+///
 /// A plain call (no context, the schema's timeout, tracing off) sends no header at all; the
 /// service makes a call id and applies the schema timeout.
 fn request_headers<E>(
@@ -606,7 +675,7 @@ fn request_headers<E>(
         }
         None => sampled.then(TraceParent::new_sampled_root),
     };
-    if let Some(trace) = trace {
+    if let Some(trace) = trace.filter(|_| !headers::sets_trace_parent(&options.headers)) {
         headers.insert(headers::TRACEPARENT_NAME, trace.to_header_value());
     }
     Ok(headers)
@@ -637,7 +706,19 @@ where
     if let Some(code) = error_code {
         return Err(CallError::Service(error_reply(code, &message)));
     }
-    match crate::json::decode::<Reply<R>>(&message.payload) {
+    decode_body(endpoint, service, &message.payload)
+}
+
+/// Decodes the body of a reply that carries no error headers.
+fn decode_body<R>(
+    endpoint: &'static EndpointDescriptor,
+    service: &'static str,
+    body: &[u8],
+) -> Result<R, CallError>
+where
+    R: DeserializeOwned,
+{
+    match crate::json::decode::<Reply<R>>(body) {
         Ok(Reply::Result(result)) => Ok(result),
         Ok(Reply::Error(error)) => Err(CallError::Service(error.into_service_error(None))),
         Ok(Reply::Other(keys)) => Err(CallError::Protocol(unexpected_reply(
@@ -653,10 +734,8 @@ where
 /// The error of a reply that carries the NATS micro error headers; the body, when it is ours,
 /// adds kind and details.
 fn error_reply(code: u16, message: &Message) -> ServiceError {
-    if let Ok(Reply::Error(error)) =
-        serde_json::from_slice::<Reply<serde::de::IgnoredAny>>(&message.payload)
-    {
-        return error.into_service_error(Some(code));
+    if let Some(error) = decode_error_body(code, &message.payload) {
+        return error;
     }
     let text = message
         .headers
@@ -664,6 +743,14 @@ fn error_reply(code: u16, message: &Message) -> ServiceError {
         .and_then(|headers| headers::get(headers, &headers::SERVICE_ERROR_NAME))
         .unwrap_or_default();
     ServiceError::new(ServiceError::kind_for_code(code), code, text)
+}
+
+/// The error in a natsgen error body, with `code` from the headers.
+pub(crate) fn decode_error_body(code: u16, body: &[u8]) -> Option<ServiceError> {
+    match serde_json::from_slice::<Reply<serde::de::IgnoredAny>>(body) {
+        Ok(Reply::Error(error)) => Some(error.into_service_error(Some(code))),
+        _ => None,
+    }
 }
 
 fn unexpected_reply(service: &str, endpoint: &EndpointDescriptor, keys: &[String]) -> String {
@@ -720,7 +807,7 @@ mod tests {
         // natsgen's own headers are natsgen's to set.
         let options = CallOptions::new()
             .header(headers::CALL_ID, "mine")
-            .header(headers::TRACEPARENT, "mine")
+            .header(headers::CALLER_CHAIN, "mine")
             .header("X-Tenant", "acme");
         let headers = request_headers::<ServiceError>(
             &options,
@@ -742,5 +829,15 @@ mod tests {
         let trace = headers::get(&sampled, &headers::TRACEPARENT_NAME).unwrap();
         assert_eq!(TraceParent::parse(trace).unwrap().flags(), 1, "{trace}");
         assert!(headers::get(&sampled, &headers::DEADLINE_MS_NAME).is_none());
+
+        // A caller's own traceparent is sent as it is, instead of natsgen's.
+        let own = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let options = CallOptions::new().header(headers::TRACEPARENT, own);
+        let sampled = request_headers::<ServiceError>(&options, None, None, true).unwrap();
+        let sent: Vec<_> = sampled
+            .get_all(headers::TRACEPARENT_NAME)
+            .map(|value| value.as_str())
+            .collect();
+        assert_eq!(sent, [own]);
     }
 }

@@ -40,8 +40,8 @@ pub use std::vec::Vec;
 pub use crate::async_call::AsyncCall;
 pub use crate::client::{ClientCore, RpcCall};
 pub use crate::{
-    Binary, CallError, CallOptions, CallRetry, ClientOptions, Connection, Context, Error,
-    ParseEnumError, ServiceError, Timestamp,
+    Binary, CallError, CallFuture, CallOptions, CallRetry, ClientOptions, Connection, Context,
+    Error, HandlerFuture, ParseEnumError, ServiceError, Timestamp,
 };
 
 /// The runtime interface generated code is written against: code from `natsgen-build` 0.1 starts
@@ -59,6 +59,7 @@ pub trait GeneratedClient: Sized {
     /// A client over a prepared core.
     fn from_core(core: ClientCore) -> Self;
 }
+pub use crate::__natsgen_method_error as method_error;
 pub use crate::events::{
     decode_event, encode_event, unknown_topic, EventPublisher, EventSet, EventsDescriptor, Publish,
 };
@@ -90,4 +91,45 @@ where
             Err(error) => Err(error.into_service_error()),
         }
     })
+}
+
+/// What every generated error enum `$name` has beyond its variants: `std::error::Error`, and
+/// `From` conversions into its `Internal` variant from [`ServiceError`](crate::ServiceError) (a
+/// rejection or a decoding error), [`Error`](crate::Error) (a failed `emit`) and
+/// [`CallError`](crate::CallError) (a failed call to another service), so `?` works on them in a
+/// handler. Generated code invokes it as `__rt::method_error!(Name);`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __natsgen_method_error {
+    ($name:ident) => {
+        impl $crate::codegen::StdError for $name {}
+
+        impl $crate::codegen::From<$crate::ServiceError> for $name {
+            fn from(error: $crate::ServiceError) -> Self {
+                Self::Internal(error)
+            }
+        }
+
+        /// A failed `emit` or other runtime operation is an `internal` error.
+        impl $crate::codegen::From<$crate::Error> for $name {
+            fn from(error: $crate::Error) -> Self {
+                Self::Internal($crate::ServiceError::from(error))
+            }
+        }
+
+        /// A failed call to another service is an `internal` error of this one, whatever the
+        /// other service answered: its declared errors are not this method's.
+        impl<__E> $crate::codegen::From<$crate::CallError<__E>> for $name
+        where
+            __E: $crate::codegen::Debug
+                + $crate::codegen::fmt::Display
+                + $crate::codegen::Send
+                + $crate::codegen::Sync
+                + 'static,
+        {
+            fn from(error: $crate::CallError<__E>) -> Self {
+                Self::Internal($crate::ServiceError::from(error))
+            }
+        }
+    };
 }

@@ -79,6 +79,25 @@ impl KnownEventStreams {
     }
 }
 
+/// Where a context, a client or an event publisher sends its work: NATS, or the services of an
+/// [`InProcess`](crate::testing::InProcess) test harness. One branch per call; the NATS side pays
+/// nothing else for the other.
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
+    Nats(Connection),
+    InProcess(Arc<crate::testing::Hub>),
+}
+
+impl Backend {
+    /// The NATS connection, when there is one.
+    pub(crate) fn connection(&self) -> Option<&Connection> {
+        match self {
+            Backend::Nats(connection) => Some(connection),
+            Backend::InProcess(_) => None,
+        }
+    }
+}
+
 /// A connection to NATS, shared by clients, hosts and contexts. Cheap to clone.
 ///
 /// It wraps an [`async_nats::Client`], which reconnects by itself after a server restart or

@@ -9,11 +9,16 @@ use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::{HeaderMap, HeaderName};
 use tokio::time::Instant;
 
+use crate::connection::Backend;
 use crate::headers::{self, TraceParent};
 use crate::Connection;
 
 /// What a handler knows about the call it serves: ids, deadline, trace, and the connection to
 /// make further calls with.
+///
+/// Handlers get theirs from the runtime; [`Context::new`] makes a root context for calls outside
+/// any handler, and [`InProcess::context`](crate::testing::InProcess::context) one for unit tests
+/// (no connection: its events are captured, its clients call in-process services).
 ///
 /// Cheap to clone (one reference count). Pass it to a client call
 /// (`client.method(..).context(&ctx)`) so the nested call joins the caller chain, continues the
@@ -29,7 +34,8 @@ struct Inner {
     deadline: Option<Instant>,
     service: &'static str,
     method: &'static str,
-    connection: Connection,
+    /// NATS, or an in-process test harness.
+    backend: Backend,
     trace: TraceParent,
     subject: async_nats::Subject,
     /// Async calls and durable events: the delivery count of the message; 1 otherwise.
@@ -41,6 +47,10 @@ struct Inner {
     /// RPC: headers the handler (or a middleware) sets on its reply. `Mutex::new` allocates
     /// nothing, so a handler that sets none pays nothing for it.
     reply_headers: Mutex<Option<HeaderMap>>,
+    /// The OpenTelemetry context calls made in this context continue: a handler's span, or the
+    /// context current where a root context was made.
+    #[cfg(feature = "otel")]
+    otel: opentelemetry::Context,
 }
 
 impl Context {
@@ -55,12 +65,14 @@ impl Context {
                 deadline: None,
                 service: "",
                 method: "",
-                connection: connection.clone(),
+                backend: Backend::Nats(connection.clone()),
                 trace: TraceParent::new_root(),
                 subject: async_nats::Subject::from_static(""),
                 attempt: 1,
                 headers: None,
                 reply_headers: Mutex::new(None),
+                #[cfg(feature = "otel")]
+                otel: opentelemetry::Context::current(),
             }),
         }
     }
@@ -69,7 +81,7 @@ impl Context {
     /// a warning. `default_timeout` (the method's schema timeout) bounds every request: a
     /// caller's deadline header can shorten it, never lengthen it.
     pub(crate) fn from_request(
-        connection: &Connection,
+        backend: Backend,
         service: &'static str,
         method: &'static str,
         subject: async_nats::Subject,
@@ -82,20 +94,36 @@ impl Context {
             (Some(asked), Some(limit)) => Some(asked.min(limit)),
             (asked, limit) => asked.or(limit),
         };
+        let call_id = parsed.call_id.unwrap_or_else(crate::ids::new_call_id);
+        #[cfg(feature = "otel")]
+        let otel = crate::otel::handler_context(
+            headers.as_ref(),
+            service,
+            method,
+            subject.as_str(),
+            &call_id,
+            true,
+        );
+        #[cfg(feature = "otel")]
+        let trace = crate::otel::trace_parent_of(&otel).or(parsed.trace);
+        #[cfg(not(feature = "otel"))]
+        let trace = parsed.trace;
         Context {
             inner: Arc::new(Inner {
-                call_id: parsed.call_id.unwrap_or_else(crate::ids::new_call_id),
+                call_id,
                 caller_chain: parsed.caller_chain,
                 // A deadline too far away to represent is no deadline.
                 deadline: timeout.and_then(|timeout| received.checked_add(timeout)),
                 service,
                 method,
-                connection: connection.clone(),
-                trace: parsed.trace.unwrap_or_else(TraceParent::new_root),
+                backend,
+                trace: trace.unwrap_or_else(TraceParent::new_root),
                 subject,
                 attempt: 1,
                 headers,
                 reply_headers: Mutex::new(None),
+                #[cfg(feature = "otel")]
+                otel,
             }),
         }
     }
@@ -104,7 +132,7 @@ impl Context {
     /// without a deadline (async calls and events have none; a deadline header is ignored), with
     /// the delivery count as the attempt number, and keeping the headers.
     pub(crate) fn from_message(
-        connection: &Connection,
+        backend: Backend,
         service: &'static str,
         method: &'static str,
         subject: async_nats::Subject,
@@ -116,6 +144,19 @@ impl Context {
             .call_id
             .or_else(|| call_id_of_message_id(headers.as_ref()?, method))
             .unwrap_or_else(crate::ids::new_call_id);
+        #[cfg(feature = "otel")]
+        let otel = crate::otel::handler_context(
+            headers.as_ref(),
+            service,
+            method,
+            subject.as_str(),
+            &call_id,
+            false,
+        );
+        #[cfg(feature = "otel")]
+        let trace = crate::otel::trace_parent_of(&otel).or(parsed.trace);
+        #[cfg(not(feature = "otel"))]
+        let trace = parsed.trace;
         Context {
             inner: Arc::new(Inner {
                 call_id,
@@ -123,12 +164,47 @@ impl Context {
                 deadline: None,
                 service,
                 method,
-                connection: connection.clone(),
-                trace: parsed.trace.unwrap_or_else(TraceParent::new_root),
+                backend,
+                trace: trace.unwrap_or_else(TraceParent::new_root),
                 subject,
                 attempt: attempt.max(1),
                 headers,
                 reply_headers: Mutex::new(None),
+                #[cfg(feature = "otel")]
+                otel,
+            }),
+        }
+    }
+
+    /// A context put together from its parts (the test harness's contexts): no header is parsed,
+    /// and a missing call id is made.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assembled(
+        backend: Backend,
+        service: &'static str,
+        method: &'static str,
+        subject: async_nats::Subject,
+        call_id: Option<String>,
+        caller_chain: Vec<String>,
+        deadline: Option<Instant>,
+        attempt: u32,
+        headers: Option<HeaderMap>,
+    ) -> Self {
+        Context {
+            inner: Arc::new(Inner {
+                call_id: call_id.unwrap_or_else(crate::ids::new_call_id),
+                caller_chain,
+                deadline,
+                service,
+                method,
+                backend,
+                trace: TraceParent::new_root(),
+                subject,
+                attempt: attempt.max(1),
+                headers,
+                reply_headers: Mutex::new(None),
+                #[cfg(feature = "otel")]
+                otel: opentelemetry::Context::current(),
             }),
         }
     }
@@ -226,8 +302,14 @@ impl Context {
 
     /// The event publisher of a package, e.g. `ctx.emit::<ecommerce::Events>().orders_created(&o)`.
     /// One `Events` type per package, so two packages' publishers never clash.
+    ///
+    /// In a context of an [`InProcess`](crate::testing::InProcess) harness the events are
+    /// captured there (and handled by its services) instead of being published.
     pub fn emit<E: crate::codegen::EventSet>(&self) -> E {
-        E::from_connection(&self.inner.connection)
+        E::from_publisher(crate::codegen::EventPublisher::on(
+            &self.inner.backend,
+            E::descriptor(),
+        ))
     }
 
     /// A typed client of another service whose calls belong to this call: they join the caller
@@ -247,10 +329,13 @@ impl Context {
     /// # host.shutdown().await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// In a context of an [`InProcess`](crate::testing::InProcess) harness the client calls the
+    /// services served there; a service not served there answers like one with no instance
+    /// running ([`CallError::ServiceUnavailable`](crate::CallError::ServiceUnavailable)).
     pub fn client<C: crate::codegen::GeneratedClient>(&self) -> C {
         C::from_core(
-            crate::codegen::ClientCore::new(&self.inner.connection, C::descriptor())
-                .with_context(self),
+            crate::codegen::ClientCore::on(&self.inner.backend, C::descriptor()).with_context(self),
         )
     }
 
@@ -287,14 +372,34 @@ impl Context {
         self.inner.method
     }
 
-    /// The connection the call arrived on; use it for further calls.
-    pub fn connection(&self) -> &Connection {
-        &self.inner.connection
+    /// The connection the call arrived on; use it for further calls. `None` for a context of an
+    /// [`InProcess`](crate::testing::InProcess) test harness, which has none (its
+    /// [`Context::client`] and [`Context::emit`] work all the same).
+    pub fn connection(&self) -> Option<&Connection> {
+        self.inner.backend.connection()
     }
 
     /// The W3C trace context of this call (its span id is this call's own).
     pub fn trace_parent(&self) -> TraceParent {
         self.inner.trace
+    }
+
+    /// The OpenTelemetry context of this call (feature `otel`): in a handler, the context of the
+    /// handler's span (a child of the caller's); for [`Context::new`], the context that was
+    /// current where it was made. natsgen makes it current while the handler runs, and calls made
+    /// with this context continue it from any task; attach it to work the handler spawns to
+    /// parent that work's own spans:
+    ///
+    /// ```
+    /// use opentelemetry::context::FutureExt;
+    /// # fn f(ctx: &natsgen::Context) {
+    /// let work = async { /* spans started here are children of the handler's */ };
+    /// tokio::spawn(work.with_context(ctx.otel_context().clone()));
+    /// # }
+    /// ```
+    #[cfg(feature = "otel")]
+    pub fn otel_context(&self) -> &opentelemetry::Context {
+        &self.inner.otel
     }
 
     /// A copy without a deadline, for background work that outlives the call.
@@ -328,12 +433,14 @@ impl Context {
                 deadline,
                 service: inner.service,
                 method: inner.method,
-                connection: inner.connection.clone(),
+                backend: inner.backend.clone(),
                 trace: inner.trace,
                 subject: inner.subject.clone(),
                 attempt: inner.attempt,
                 headers: inner.headers.clone(),
                 reply_headers: Mutex::new(None),
+                #[cfg(feature = "otel")]
+                otel: inner.otel.clone(),
             }),
         }
     }

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::connection::Backend;
 use crate::headers;
 use crate::service::BoxFuture;
 use crate::streams::ensure_event_stream;
@@ -34,14 +35,16 @@ pub struct EventsDescriptor {
 
 /// A package's generated `Events` type: what [`Context::emit`] builds.
 pub trait EventSet: Sized {
-    /// A publisher over `connection`.
-    fn from_connection(connection: &Connection) -> Self;
+    /// The package's events.
+    fn descriptor() -> &'static EventsDescriptor;
+    /// The package's publisher over a prepared [`EventPublisher`].
+    fn from_publisher(publisher: EventPublisher) -> Self;
 }
 
 /// Publishes the events of one package.
 #[derive(Debug, Clone)]
 pub struct EventPublisher {
-    connection: Connection,
+    backend: Backend,
     descriptor: &'static EventsDescriptor,
     context: Option<Context>,
 }
@@ -50,7 +53,16 @@ impl EventPublisher {
     /// A publisher for the package `descriptor` describes.
     pub fn new(connection: &Connection, descriptor: &'static EventsDescriptor) -> Self {
         EventPublisher {
-            connection: connection.clone(),
+            backend: Backend::Nats(connection.clone()),
+            descriptor,
+            context: None,
+        }
+    }
+
+    /// A publisher over NATS or into an in-process test harness.
+    pub(crate) fn on(backend: &Backend, descriptor: &'static EventsDescriptor) -> Self {
+        EventPublisher {
+            backend: backend.clone(),
             descriptor,
             context: None,
         }
@@ -65,6 +77,8 @@ impl EventPublisher {
             event_id: None,
             headers: Vec::new(),
             timeout: None,
+            #[cfg(feature = "otel")]
+            otel: None,
         }
     }
 }
@@ -82,6 +96,9 @@ pub struct Publish {
     event_id: Option<String>,
     headers: Vec<(String, String)>,
     timeout: Option<Duration>,
+    /// The publish's span, once it is sent.
+    #[cfg(feature = "otel")]
+    otel: Option<opentelemetry::Context>,
 }
 
 impl Publish {
@@ -137,7 +154,8 @@ impl IntoFuture for Publish {
 impl Publish {
     /// Publishes within the timeout: with the server unreachable, a publish never waits longer
     /// (the JetStream context's own timeout is far longer).
-    async fn send(self) -> Result<(), Error> {
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    async fn send(mut self) -> Result<(), Error> {
         let mut timeout = self.timeout.unwrap_or(DEFAULT_PUBLISH_TIMEOUT);
         if let Some(remaining) = self.publisher.context.as_ref().and_then(Context::remaining) {
             timeout = timeout.min(remaining);
@@ -149,6 +167,32 @@ impl Publish {
             .get(self.topic)
             .copied()
             .unwrap_or_default();
+        #[cfg(feature = "otel")]
+        let otel = {
+            let otel = crate::otel::start_call(
+                crate::otel::Outgoing::Publish {
+                    service: self.publisher.descriptor.package,
+                    method: subject,
+                    subject,
+                },
+                self.publisher.context.as_ref(),
+            );
+            self.otel = Some(otel.clone());
+            otel
+        };
+        let result = self.send_within(timeout, subject).await;
+        #[cfg(feature = "otel")]
+        crate::otel::finish_call(
+            &otel,
+            result
+                .as_ref()
+                .err()
+                .map(|error| ("error", error.to_string())),
+        );
+        result
+    }
+
+    async fn send_within(self, timeout: Duration, subject: &'static str) -> Result<(), Error> {
         match tokio::time::timeout(timeout, self.send_unbounded()).await {
             Ok(result) => result,
             Err(_) => Err(Error::Publish {
@@ -169,6 +213,8 @@ impl Publish {
             event_id,
             headers: mut extra,
             timeout: _,
+            #[cfg(feature = "otel")]
+            otel,
         } = self;
         let descriptor = publisher.descriptor;
         let Some(subject) = descriptor.topics.get(topic).copied() else {
@@ -180,8 +226,22 @@ impl Publish {
             });
         };
         let payload = payload?;
-        publisher
-            .connection
+        let connection = match &publisher.backend {
+            Backend::Nats(connection) => connection,
+            Backend::InProcess(hub) => {
+                let event_id = event_id.unwrap_or_else(crate::ids::new_call_id);
+                let map = event_headers(
+                    &extra,
+                    &event_id,
+                    publisher.context.as_ref(),
+                    subject,
+                    &HeaderMap::new(),
+                )?;
+                hub.publish_event(descriptor, subject, map, payload);
+                return Ok(());
+            }
+        };
+        connection
             .client_options()
             .hooks()
             .apply(
@@ -195,7 +255,7 @@ impl Publish {
                 subject: subject.to_owned(),
                 reason: error.to_string(),
             })?;
-        if !publisher.connection.is_connected() {
+        if !connection.is_connected() {
             return Err(Error::Publish {
                 subject: subject.to_owned(),
                 reason: "not connected to NATS".into(),
@@ -203,31 +263,34 @@ impl Publish {
         }
         let event_id = event_id.unwrap_or_else(crate::ids::new_call_id);
         let context = publisher.context.as_ref();
-        let map = event_headers(&extra, &event_id, context, subject)?;
-        crate::streams::leaves_dead_letter_room(
-            payload.len(),
-            &map,
-            publisher.connection.max_payload(),
-        )
-        .map_err(|reason| Error::Publish {
-            subject: subject.to_owned(),
-            reason,
-        })?;
-        let js = publisher.connection.async_call_jetstream();
+        // The propagator's fields (with the `otel` feature), written over natsgen's own.
+        #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+        let mut traced = HeaderMap::new();
+        #[cfg(feature = "otel")]
+        if let Some(otel) = &otel {
+            crate::otel::inject(otel, &extra, &mut traced);
+        }
+        let map = event_headers(&extra, &event_id, context, subject, &traced)?;
+        crate::streams::leaves_dead_letter_room(payload.len(), &map, connection.max_payload())
+            .map_err(|reason| Error::Publish {
+                subject: subject.to_owned(),
+                reason,
+            })?;
+        let js = connection.async_call_jetstream();
         // Once per connection and package: make sure the stream captures every declared topic
         // before the first publish, so no publish lands on a topic no stream captures (where a
         // core subscriber would take it in the stream's place and no PubAck would come).
         let ensure_stream = || {
             ensure_event_stream(
                 js,
-                publisher.connection.stream_settings(),
+                connection.stream_settings(),
                 descriptor.package,
                 descriptor.topics,
             )
         };
-        if !publisher.connection.event_stream_known(descriptor) {
+        if !connection.event_stream_known(descriptor) {
             ensure_stream().await?;
-            publisher.connection.remember_event_stream(descriptor);
+            connection.remember_event_stream(descriptor);
         }
         // The headers move into the first publish; the one retry builds them again.
         let Err(error) = publish(js, subject, map, payload.clone()).await else {
@@ -248,7 +311,7 @@ impl Publish {
             });
         }
         ensure_stream().await?;
-        let map = event_headers(&extra, &event_id, context, subject)?;
+        let map = event_headers(&extra, &event_id, context, subject, &traced)?;
         publish(js, subject, map, payload)
             .await
             .map_err(|error| Error::Publish {
@@ -271,13 +334,15 @@ async fn publish(
         .map(drop)
 }
 
-/// The headers of an event: the publisher's own, its id, and the caller chain and trace of the
-/// call it is published in.
+/// The headers of an event: the publisher's own, its id, the caller chain and trace of the call
+/// it is published in, and the fields `traced` the OpenTelemetry propagator wrote (they win).
+/// A `traceparent` of the publisher's own is sent instead of natsgen's.
 fn event_headers(
     extra: &[(String, String)],
     event_id: &str,
     context: Option<&Context>,
     subject: &str,
+    traced: &HeaderMap,
 ) -> Result<HeaderMap, Error> {
     let mut map = HeaderMap::new();
     for (name, value) in extra {
@@ -297,7 +362,12 @@ fn event_headers(
     })?;
     map.insert(async_nats::header::NATS_MESSAGE_ID, event_id);
     if let Some(ctx) = context {
-        headers::propagate(&mut map, ctx);
+        headers::propagate(&mut map, ctx, !headers::sets_trace_parent(extra));
+    }
+    for (name, values) in traced.iter() {
+        if let Some(value) = values.first() {
+            map.insert(name.clone(), value.clone());
+        }
     }
     Ok(map)
 }

@@ -5,9 +5,12 @@
 //! | [`CALL_ID`] `Natsgen-Call-Id` | caller | the id of this call (a UUIDv7 string); a request without it gets a fresh one |
 //! | [`CALLER_CHAIN`] `Natsgen-Caller-Chain` | caller | comma-separated call ids of the calls that led to this one, outermost first, at most [`MAX_CALLER_CHAIN`] (the oldest are dropped) |
 //! | [`DEADLINE_MS`] `Natsgen-Deadline-Ms` | caller | milliseconds the caller still waits, counted from when the request arrives (relative, so clocks need not agree) |
-//! | [`TRACEPARENT`] `traceparent` | caller | W3C trace context `00-<trace id>-<parent span id>-<flags>`; a service continues the trace (same trace id, new span id) and starts one when it is absent |
+//! | [`TRACEPARENT`] `traceparent` | caller | W3C trace context `00-<trace id>-<parent span id>-<flags>`; a service continues the trace (same trace id, new span id) and starts one when it is absent. One the caller sets itself is sent as it is |
 //! | [`SERVICE_ERROR_CODE`] `Nats-Service-Error-Code` | service | on error replies: the numeric code (400, 413, 422, 500, 503, 504) |
 //! | [`SERVICE_ERROR`] `Nats-Service-Error` | service | on error replies: the message (one line, shortened to [`MAX_ERROR_HEADER_LEN`] bytes; the body has it whole) |
+//!
+//! With the `otel` feature, OpenTelemetry's propagator writes `traceparent` (and `tracestate`)
+//! instead; see the `otel` module.
 //!
 //! Names are matched exactly (NATS headers keep their case). A value that does not parse is
 //! ignored with a `tracing` warning; it never fails a call.
@@ -70,6 +73,16 @@ impl TraceParent {
         TraceParent {
             flags: 1,
             ..Self::new_root()
+        }
+    }
+
+    /// A trace context from its parts.
+    #[cfg(feature = "otel")]
+    pub(crate) fn from_parts(trace_id: u128, span_id: u64, flags: u8) -> Self {
+        TraceParent {
+            trace_id,
+            span_id,
+            flags,
         }
     }
 
@@ -174,10 +187,19 @@ fn write_hex(out: &mut [u8], mut value: u128) {
     }
 }
 
-/// Whether `name` is one of the headers natsgen sets on requests (call id, caller chain,
-/// deadline, `traceparent`).
+/// Whether `name` is one of the headers natsgen sets on requests and a caller's own value of
+/// which natsgen leaves out (call id, caller chain, deadline). A caller's `traceparent` is not
+/// among them: it is sent instead of natsgen's.
 pub(crate) fn is_request_header(name: &str) -> bool {
-    [CALL_ID, CALLER_CHAIN, DEADLINE_MS, TRACEPARENT].contains(&name)
+    [CALL_ID, CALLER_CHAIN, DEADLINE_MS].contains(&name)
+}
+
+/// Whether a caller's own headers set a `traceparent` (any case: a second one in another case
+/// would make two).
+pub(crate) fn sets_trace_parent(user_headers: &[(String, String)]) -> bool {
+    user_headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case(TRACEPARENT))
 }
 
 /// Whether a call id from the wire is acceptable: short, printable ASCII, no commas (they
@@ -211,13 +233,16 @@ pub(crate) fn get<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a s
 }
 
 /// Sets the caller chain and a continued `traceparent` of the call `ctx` belongs to, for a
-/// message sent on its behalf (a nested async call or an event).
-pub(crate) fn propagate(headers: &mut HeaderMap, ctx: &crate::Context) {
+/// message sent on its behalf (a nested async call or an event); `trace: false` when the caller
+/// set a `traceparent` of its own.
+pub(crate) fn propagate(headers: &mut HeaderMap, ctx: &crate::Context, trace: bool) {
     headers.insert(CALLER_CHAIN_NAME, HeaderValue::from(ctx.outgoing_chain()));
-    headers.insert(
-        TRACEPARENT_NAME,
-        ctx.trace_parent().child().to_header_value(),
-    );
+    if trace {
+        headers.insert(
+            TRACEPARENT_NAME,
+            ctx.trace_parent().child().to_header_value(),
+        );
+    }
 }
 
 #[cfg(test)]

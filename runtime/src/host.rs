@@ -70,6 +70,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::connection::Backend;
 use crate::discovery::Responder;
 use crate::headers;
 use crate::service::{EndpointDescriptor, EndpointKind, Service, ServiceDescriptor};
@@ -650,7 +651,7 @@ async fn handle(
 ) {
     let service = runtime.descriptor.name;
     let ctx = Context::from_request(
-        &runtime.connection,
+        Backend::Nats(runtime.connection.clone()),
         service,
         endpoint.name,
         message.subject.clone(),
@@ -759,6 +760,9 @@ async fn handle(
     .await;
 }
 
+/// Runs the handler of endpoint `index` (through the host's middleware) until it finishes or
+/// the deadline passes; a panic is an `internal` error.
+#[cfg(not(feature = "otel"))]
 pub(crate) async fn run_handler(
     runtime: &ServiceRuntime,
     index: usize,
@@ -766,18 +770,64 @@ pub(crate) async fn run_handler(
     payload: Bytes,
     deadline: Option<Instant>,
 ) -> Result<Bytes, ServiceError> {
+    run_endpoint(
+        &*runtime.service,
+        &runtime.middleware,
+        index,
+        ctx,
+        payload,
+        deadline,
+    )
+    .await
+}
+
+/// Runs the handler (and the middleware around it) with the context's OpenTelemetry span
+/// current, and ends the span with the outcome.
+#[cfg(feature = "otel")]
+pub(crate) async fn run_handler(
+    runtime: &ServiceRuntime,
+    index: usize,
+    ctx: Context,
+    payload: Bytes,
+    deadline: Option<Instant>,
+) -> Result<Bytes, ServiceError> {
+    use opentelemetry::context::FutureExt as _;
+    let otel = ctx.otel_context().clone();
+    let result = run_endpoint(
+        &*runtime.service,
+        &runtime.middleware,
+        index,
+        ctx,
+        payload,
+        deadline,
+    )
+    .with_context(otel.clone())
+    .await;
+    crate::otel::finish(&otel, result.as_ref().err());
+    result
+}
+
+/// Runs endpoint `index` of `service` through `middleware`: panics become `internal` errors,
+/// and a handler still running at `deadline` is cancelled (`deadline_exceeded`). What a host and
+/// the in-process test harness both run.
+pub(crate) async fn run_endpoint(
+    service: &dyn Service,
+    middleware: &[Arc<dyn crate::Middleware>],
+    index: usize,
+    ctx: Context,
+    payload: Bytes,
+    deadline: Option<Instant>,
+) -> Result<Bytes, ServiceError> {
     // A binding (or a middleware) may panic before it returns its future, or while it runs.
     let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        match runtime.descriptor.endpoint(index) {
-            Some(endpoint) if !runtime.middleware.is_empty() => crate::middleware::run(
-                &runtime.middleware,
-                &*runtime.service,
-                endpoint,
-                index,
-                ctx,
-                payload,
-            ),
-            _ => runtime.service.call(index, ctx, payload),
+        if middleware.is_empty() {
+            return service.call(index, ctx, payload);
+        }
+        match service.descriptor().endpoint(index) {
+            Some(endpoint) => {
+                crate::middleware::run(middleware, service, endpoint, index, ctx, payload)
+            }
+            None => service.call(index, ctx, payload),
         }
     }));
     let future = match call {
@@ -811,7 +861,7 @@ pub(crate) async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> Poll<F::Out
 /// The error as a remote caller sees it: an `internal` error's message (a panic message, an
 /// I/O error, whatever the handler's `?` converted) stays in the service's log; the caller gets
 /// the kind, the code and the call id to find it there. Every other kind is sent as it is.
-fn for_caller<'a>(error: &'a ServiceError, call_id: &str) -> Cow<'a, ServiceError> {
+pub(crate) fn for_caller<'a>(error: &'a ServiceError, call_id: &str) -> Cow<'a, ServiceError> {
     if error.kind() != ServiceError::INTERNAL {
         return Cow::Borrowed(error);
     }
@@ -830,7 +880,7 @@ pub(crate) fn panicked(panic: Box<dyn std::any::Any + Send>) -> ServiceError {
     ServiceError::internal(format!("the handler panicked: {message}"))
 }
 
-fn default_timeout(endpoint: &EndpointDescriptor) -> Duration {
+pub(crate) fn default_timeout(endpoint: &EndpointDescriptor) -> Duration {
     match endpoint.timeout_ms {
         0 => crate::client::DEFAULT_TIMEOUT,
         millis => Duration::from_millis(millis),

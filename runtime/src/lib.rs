@@ -30,6 +30,13 @@
 //! Wire contract: a sync RPC is a core NATS request on `<service>.rpc.<method>` (queue group
 //! `<service>`) with the params object as JSON; the reply is `{"result": ...}` or an error reply
 //! (see [`ServiceError`]); natsgen's own headers are listed in [`headers`].
+//!
+//! # Features
+//!
+//! - `testing`: the `testing` module, a real nats-server on a free port for tests.
+//! - `metrics`: per-endpoint counters and latency histograms through the `metrics` facade.
+//! - `otel`: calls and handlers join OpenTelemetry traces through the global propagator and
+//!   tracer provider; see the `otel` module.
 
 mod async_call;
 mod client;
@@ -39,6 +46,7 @@ mod context;
 pub mod discovery;
 mod error;
 mod events;
+mod future;
 pub mod headers;
 pub mod health;
 mod host;
@@ -47,11 +55,12 @@ mod json;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod middleware;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod resilience;
 mod service;
 mod stats;
 pub mod streams;
-#[cfg(feature = "testing")]
 pub mod testing;
 mod timer;
 mod types;
@@ -62,6 +71,7 @@ pub use connection::{connect, ConnectOptions, Connection, ServerUrls, MIN_SERVER
 pub use context::Context;
 pub use error::{CallError, Error, ServiceError};
 pub use events::DEFAULT_PUBLISH_TIMEOUT;
+pub use future::{CallFuture, HandlerFuture};
 pub use headers::TraceParent;
 pub use host::{
     Host, HostHandle, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUE,

@@ -164,7 +164,7 @@ pub(crate) fn run<'a>(
 }
 
 /// A [`Middleware`] made of a synchronous check ([`Host::intercept`]).
-struct Interceptor<F>(F);
+pub(crate) struct Interceptor<F>(pub(crate) F);
 
 impl<F> Middleware for Interceptor<F>
 where
@@ -241,8 +241,9 @@ pub struct OutgoingCall<'a> {
     /// The context the call is made in, if any (inside a handler: the handler's).
     pub context: Option<&'a Context>,
     /// The headers to send: the call's own, then the client's defaults for names the call did
-    /// not set. Add to or change them; natsgen's own headers are added after and win on a
-    /// clash.
+    /// not set. Add to or change them; natsgen's own headers (call id, caller chain, deadline)
+    /// are added after and win on a clash. A `traceparent` set here is sent instead of
+    /// natsgen's (and of OpenTelemetry's, with the `otel` feature).
     pub headers: &'a mut Vec<(String, String)>,
 }
 

@@ -42,6 +42,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::connection::Backend;
 use crate::headers::CALL_ID_NAME;
 use crate::host::{run_handler, ServiceRuntime};
 use crate::service::{DeliveryMode, EndpointDescriptor, EndpointKind};
@@ -212,7 +213,7 @@ async fn run_tick(
         return;
     };
     let ctx = Context::from_message(
-        &runtime.connection,
+        Backend::Nats(runtime.connection.clone()),
         service,
         endpoint.name,
         Subject::from_static(endpoint.subject),

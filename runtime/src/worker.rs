@@ -106,6 +106,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::connection::Backend;
 use crate::headers;
 use crate::host::{poll_once, run_handler, ServiceRuntime};
 use crate::service::{Delivery, DeliveryMode, EndpointDescriptor, EndpointKind};
@@ -1253,7 +1254,7 @@ async fn handle(
     };
     let attempt = info.delivered.saturating_sub(returned).max(1);
     let ctx = Context::from_message(
-        &lane.runtime.connection,
+        Backend::Nats(lane.runtime.connection.clone()),
         service,
         endpoint.name,
         subject,
@@ -1753,7 +1754,7 @@ async fn handle_best_effort(
     let endpoint = listener.endpoint;
     let service = runtime.descriptor.name;
     let ctx = Context::from_message(
-        &runtime.connection,
+        Backend::Nats(runtime.connection.clone()),
         service,
         endpoint.name,
         message.subject,

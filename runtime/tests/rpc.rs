@@ -106,7 +106,7 @@ impl OrderService for Orders {
             }
             "nested" => {
                 // Calls another method of the same service as a nested call.
-                let client = OrderServiceClient::new(ctx.connection());
+                let client = OrderServiceClient::new(ctx.connection().expect("served over NATS"));
                 let inner = client
                     .process_payment("ctx".into(), 1.0)
                     .context(ctx)

@@ -68,6 +68,12 @@ pub mod bench {
 pub mod hostile {
     natsgen::include_schema!("hostile");
 }
+/// Generated from the `store` schema.
+#[deny(missing_docs)]
+#[warn(clippy::pedantic)]
+pub mod store {
+    natsgen::include_schema!("store");
+}
 /// Generated from the `faults` schema.
 #[deny(missing_docs)]
 #[warn(clippy::pedantic)]

@@ -83,31 +83,7 @@ pub mod order_service {
         }
     }
 
-    impl __rt::StdError for ProcessPaymentError {}
-
-    impl __rt::From<__rt::ServiceError> for ProcessPaymentError {
-        fn from(error: __rt::ServiceError) -> Self {
-            Self::Internal(error)
-        }
-    }
-
-    /// A failed `emit` or other runtime operation is an `internal` error.
-    impl __rt::From<__rt::Error> for ProcessPaymentError {
-        fn from(error: __rt::Error) -> Self {
-            Self::Internal(__rt::ServiceError::from(error))
-        }
-    }
-
-    /// A failed call to another service is an `internal` error of this one, whatever the other
-    /// service answered: its declared errors are not this method's.
-    impl<__E> __rt::From<__rt::CallError<__E>> for ProcessPaymentError
-    where
-        __E: __rt::Debug + __rt::fmt::Display + __rt::Send + __rt::Sync + 'static,
-    {
-        fn from(error: __rt::CallError<__E>) -> Self {
-            Self::Internal(__rt::ServiceError::from(error))
-        }
-    }
+    __rt::method_error!(ProcessPaymentError);
 }
 
 #[allow(unused_imports)]
@@ -124,7 +100,7 @@ pub trait OrderService: __rt::Send + __rt::Sync + 'static {
         ctx: &__rt::Context,
         user_id: __rt::String,
         total: f64,
-    ) -> impl __rt::Future<Output = __rt::Result<Order, __rt::ServiceError>> + __rt::Send;
+    ) -> impl __rt::HandlerFuture<Order, __rt::ServiceError>;
 
     /// RPC on `order_service.rpc.process_payment`.
     fn process_payment(
@@ -132,7 +108,7 @@ pub trait OrderService: __rt::Send + __rt::Sync + 'static {
         ctx: &__rt::Context,
         order_id: __rt::String,
         amount: f64,
-    ) -> impl __rt::Future<Output = __rt::Result<Order, order_service::ProcessPaymentError>> + __rt::Send;
+    ) -> impl __rt::HandlerFuture<Order, order_service::ProcessPaymentError>;
 }
 
 /// Serves a [`OrderService`] implementation: give it to a `natsgen::Host`.
@@ -198,7 +174,7 @@ pub trait OrderServiceApi: __rt::Send + __rt::Sync {
         user_id: __rt::String,
         total: f64,
         options: __rt::CallOptions,
-    ) -> impl __rt::Future<Output = __rt::Result<Order, __rt::CallError<__rt::ServiceError>>> + __rt::Send;
+    ) -> impl __rt::CallFuture<Order, __rt::ServiceError>;
 
     /// RPC on `order_service.rpc.process_payment`.
     fn process_payment(
@@ -206,7 +182,7 @@ pub trait OrderServiceApi: __rt::Send + __rt::Sync {
         order_id: __rt::String,
         amount: f64,
         options: __rt::CallOptions,
-    ) -> impl __rt::Future<Output = __rt::Result<Order, __rt::CallError<order_service::ProcessPaymentError>>> + __rt::Send;
+    ) -> impl __rt::CallFuture<Order, order_service::ProcessPaymentError>;
 }
 
 /// The `order_service` service.
@@ -275,7 +251,7 @@ impl OrderServiceApi for OrderServiceClient {
         user_id: __rt::String,
         total: f64,
         options: __rt::CallOptions,
-    ) -> impl __rt::Future<Output = __rt::Result<Order, __rt::CallError<__rt::ServiceError>>> + __rt::Send {
+    ) -> impl __rt::CallFuture<Order, __rt::ServiceError> {
         __rt::IntoFuture::into_future(Self::create_order(self, user_id, total).options(options))
     }
 
@@ -284,7 +260,7 @@ impl OrderServiceApi for OrderServiceClient {
         order_id: __rt::String,
         amount: f64,
         options: __rt::CallOptions,
-    ) -> impl __rt::Future<Output = __rt::Result<Order, __rt::CallError<order_service::ProcessPaymentError>>> + __rt::Send {
+    ) -> impl __rt::CallFuture<Order, order_service::ProcessPaymentError> {
         __rt::IntoFuture::into_future(Self::process_payment(self, order_id, amount).options(options))
     }
 }
@@ -301,7 +277,7 @@ pub trait NotificationService: __rt::Send + __rt::Sync + 'static {
         to: __rt::String,
         subject: __rt::String,
         body: __rt::String,
-    ) -> impl __rt::Future<Output = __rt::Result<(), __rt::ServiceError>> + __rt::Send;
+    ) -> impl __rt::HandlerFuture<(), __rt::ServiceError>;
 }
 
 /// Serves a [`NotificationService`] implementation: give it to a `natsgen::Host`.
@@ -364,7 +340,7 @@ pub trait NotificationServiceApi: __rt::Send + __rt::Sync {
         subject: __rt::String,
         body: __rt::String,
         options: __rt::CallOptions,
-    ) -> impl __rt::Future<Output = __rt::Result<(), __rt::CallError<__rt::ServiceError>>> + __rt::Send;
+    ) -> impl __rt::CallFuture<(), __rt::ServiceError>;
 }
 
 /// The `notification_service` service.
@@ -425,7 +401,7 @@ impl NotificationServiceApi for NotificationServiceClient {
         subject: __rt::String,
         body: __rt::String,
         options: __rt::CallOptions,
-    ) -> impl __rt::Future<Output = __rt::Result<(), __rt::CallError<__rt::ServiceError>>> + __rt::Send {
+    ) -> impl __rt::CallFuture<(), __rt::ServiceError> {
         __rt::IntoFuture::into_future(Self::send_email(self, to, subject, body).options(options))
     }
 }
@@ -455,8 +431,12 @@ impl Events {
 }
 
 impl __rt::EventSet for Events {
-    fn from_connection(connection: &__rt::Connection) -> Self {
-        Self::new(connection)
+    fn descriptor() -> &'static __rt::EventsDescriptor {
+        &__natsgen::EVENTS
+    }
+
+    fn from_publisher(publisher: __rt::EventPublisher) -> Self {
+        Self { publisher }
     }
 }
 
@@ -468,29 +448,29 @@ mod __natsgen {
     #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "__rt::serde")]
     pub(super) struct S0M1E0Details {
-        pub(super) reason: __rt::String,
+        pub reason: __rt::String,
     }
 
     #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "__rt::serde")]
     pub(super) struct S0M0Params {
-        pub(super) user_id: __rt::String,
-        pub(super) total: f64,
+        pub user_id: __rt::String,
+        pub total: f64,
     }
 
     #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "__rt::serde")]
     pub(super) struct S0M1Params {
-        pub(super) order_id: __rt::String,
-        pub(super) amount: f64,
+        pub order_id: __rt::String,
+        pub amount: f64,
     }
 
     #[derive(__rt::Serialize, __rt::Deserialize)]
     #[serde(crate = "__rt::serde")]
     pub(super) struct S1M0Params {
-        pub(super) to: __rt::String,
-        pub(super) subject: __rt::String,
-        pub(super) body: __rt::String,
+        pub to: __rt::String,
+        pub subject: __rt::String,
+        pub body: __rt::String,
     }
 
     const SCHEMA_0: &str = "{\"properties\":{\"total\":{\"type\":\"number\"},\"user_id\":{\"type\":\"string\"}},\"required\":[\"user_id\",\"total\"],\"type\":\"object\"}";

@@ -15,7 +15,10 @@ struct Worker;
 
 impl CrashTicker for Worker {
     async fn nightly(&self, ctx: &Context) -> Result<(), ServiceError> {
-        let nats = ctx.connection().nats();
+        let Some(connection) = ctx.connection() else {
+            return Err(ServiceError::internal("the worker runs over NATS"));
+        };
+        let nats = connection.nats();
         let body = format!("{} {}", ctx.message_id().unwrap_or_default(), ctx.attempt());
         nats.publish("ticks_test.started", body.into()).await?;
         nats.flush().await?;

