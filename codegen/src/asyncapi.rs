@@ -3,7 +3,9 @@
 //! The document describes the package's services as the application: it *receives* RPC calls
 //! (request-reply, with the result and error replies), async calls and events for its handlers,
 //! and *sends* the events its methods emit and the dead letters of calls and events it gives up
-//! on. Every subject is a channel, payloads are JSON Schema, and operations carry NATS bindings
+//! on. A timer with `scope: service` is a channel the service both sends (each instance offers
+//! every tick) and receives (one instance runs it); a `scope: instance` timer sends nothing over
+//! NATS and is left out. Every subject is a channel, payloads are JSON Schema, and operations carry NATS bindings
 //! with their queue group. Types of every package the schema reaches are `components.schemas`,
 //! named `<package>.<Type>`.
 
@@ -13,7 +15,7 @@ use crate::contract;
 pub use crate::contract::root_package;
 use crate::model::{
     Delivery, EventPayload, Field, Method, MethodKind, Mode, Model, Package, Primitive, Service,
-    TypeBody, TypeRef,
+    Timer, TimerScope, TypeBody, TypeRef,
 };
 
 /// The version of the AsyncAPI NATS bindings used.
@@ -42,6 +44,9 @@ pub fn document(model: &Model, package: &Package) -> Value {
         }
         for h in &s.handlers {
             doc.handler(s, h);
+        }
+        for t in &s.timers {
+            doc.timer(s, t);
         }
     }
     for e in &package.events {
@@ -493,6 +498,69 @@ impl Doc<'_> {
             "bindings": nats_binding(queue.as_deref()),
         });
         describe(&mut operation, h.description.as_deref());
+        self.operations.insert(id, operation);
+    }
+
+    /// A `scope: service` timer's ticks: every instance sends each tick to the service's work
+    /// queue, which stores one, and one instance receives it. An instance-scope timer sends
+    /// nothing over NATS and is not in the document.
+    fn timer(&mut self, s: &Service, t: &Timer) {
+        if t.scope != TimerScope::Service {
+            return;
+        }
+        let subject = contract::timer_subject(s, t);
+        let id = format!("{}.{}", s.name, t.name);
+        let every = contract::duration(t.every_ms);
+        let mut tick = json!({
+            "name": format!("{id}.tick"),
+            "title": format!("{} tick", t.name),
+            "contentType": "application/json",
+            "headers": headers(&[
+                ("Nats-Msg-Id", "<timer>:<tick>: every instance sends each tick; the stream stores one."),
+                ("Natsgen-Call-Id", "The call id of the run."),
+            ]),
+            "payload": {
+                "type": "object",
+                "properties": {"tick": {"type": "integer", "minimum": 0, "description": "Milliseconds since the Unix epoch divided by the period."}},
+                "required": ["tick"],
+            },
+        });
+        describe(&mut tick, t.description.as_deref());
+        self.messages.insert(format!("{id}.tick"), tick);
+        self.channel(
+            &subject,
+            Some(&subject),
+            &format!(
+                "Ticks of the timer `{id}` (every {every}), stored in stream `ASYNC_{}` and processed by its durable consumer `{}`.",
+                s.name, s.name
+            ),
+            &[("tick", format!("{id}.tick"))],
+        );
+        self.dead_letters(s, &t.name, &[format!("{id}.tick")]);
+        self.operations.insert(
+            format!("{id}.offer"),
+            json!({
+                "action": "send",
+                "title": format!("Offer the ticks of {id}"),
+                "summary": format!("Every {every}, at multiples of the period since the Unix epoch, by every instance."),
+                "channel": reference(format!("#/channels/{subject}")),
+                "messages": Self::channel_messages(&subject, &["tick"]),
+            }),
+        );
+        let r = contract::retry(t.retry);
+        let mut operation = json!({
+            "action": "receive",
+            "title": format!("Run {id}"),
+            "summary": format!(
+                "Timer every {every}, one instance per tick; {} attempt(s), {} apart, then a dead letter.",
+                r.max_attempts,
+                contract::duration(r.backoff_ms)
+            ),
+            "channel": reference(format!("#/channels/{subject}")),
+            "messages": Self::channel_messages(&subject, &["tick"]),
+            "bindings": nats_binding(Some(&s.name)),
+        });
+        describe(&mut operation, t.description.as_deref());
         self.operations.insert(id, operation);
     }
 

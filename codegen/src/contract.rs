@@ -2,7 +2,7 @@
 //! outputs share: subjects, streams, consumers, effective defaults and who emits or handles an
 //! event.
 
-use crate::model::{Handler, Method, MethodKind, Model, Package, Retry, Service, TypeRef};
+use crate::model::{Handler, Method, MethodKind, Model, Package, Retry, Service, Timer, TypeRef};
 use crate::validate::{DEFAULT_RETRY, DEFAULT_TIMEOUT_MS};
 
 /// The subject a method is called on: `<service>.rpc.<method>` or `<service>.async.<method>`.
@@ -13,7 +13,13 @@ pub fn method_subject(service: &Service, method: &Method) -> String {
     }
 }
 
-/// The dead-letter subject of an async method or a durable handler.
+/// The subject a `scope: service` timer's ticks travel on, as async calls of the service to
+/// itself: `<service>.async.<timer>`.
+pub fn timer_subject(service: &Service, timer: &Timer) -> String {
+    format!("{}.async.{}", service.name, timer.name)
+}
+
+/// The dead-letter subject of an async method, a durable handler or a `scope: service` timer.
 pub fn dlq_subject(service: &Service, endpoint: &str) -> String {
     format!("natsgen.dlq.{}.{endpoint}", service.name)
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::contract::{self, type_expr};
 use crate::model::{
     Delivery, EventPayload, Field, Handler, Method, MethodKind, Mode, Model, Package, Service,
-    TypeBody, TypeRef,
+    TimerScope, TypeBody, TypeRef,
 };
 
 /// Whether a change breaks deployed clients or servers.
@@ -514,6 +514,59 @@ impl<'m> Differ<'m> {
         }
         self.methods(old, new);
         self.handlers(old, new);
+        self.timers(old, new);
+    }
+
+    fn timers(&mut self, old: &Service, new: &Service) {
+        for t in &old.timers {
+            let path = format!("{}.{}", old.name, t.name);
+            let Some(n) = find(&new.timers, |n| n.name == t.name) else {
+                let mut message = "timer removed".to_string();
+                if t.scope == TimerScope::Service {
+                    message.push_str(
+                        ": during the rollout, ticks offered by old instances that reach new ones are dead-lettered as unknown_method",
+                    );
+                }
+                self.compatible("timer_removed", path, message);
+                continue;
+            };
+            if t.scope != n.scope {
+                self.breaking(
+                    "timer_scope_changed",
+                    path.clone(),
+                    format!(
+                        "scope changed from {} to {}: during the rollout old and new instances run the ticks differently (once per service against once per instance), so ticks run more than once, and ticks offered to the work queue that reach new instances are dead-lettered",
+                        t.scope.as_str(),
+                        n.scope.as_str()
+                    ),
+                );
+            }
+            if t.every_ms != n.every_ms {
+                self.compatible(
+                    "timer_period_changed",
+                    path.clone(),
+                    format!(
+                        "period {} -> {} (during the rollout, old and new instances tick at their own periods)",
+                        contract::duration(t.every_ms),
+                        contract::duration(n.every_ms)
+                    ),
+                );
+            }
+            if t.scope == TimerScope::Service && n.scope == TimerScope::Service {
+                self.retry(&path, t.retry, n.retry);
+            }
+        }
+        for n in &new.timers {
+            if !old.timers.iter().any(|t| t.name == n.name) {
+                let mut message = format!("timer added, every {}", contract::duration(n.every_ms));
+                if n.scope == TimerScope::Service {
+                    message.push_str(
+                        ": during the rollout, ticks that reach instances without it are dead-lettered as unknown_method",
+                    );
+                }
+                self.compatible("timer_added", format!("{}.{}", new.name, n.name), message);
+            }
+        }
     }
 
     fn methods(&mut self, old: &Service, new: &Service) {

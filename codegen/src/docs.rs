@@ -1,14 +1,14 @@
 //! The Markdown reference of a package: what `natsgen docs` writes.
 //!
 //! One page per package, for the people who call or serve it: every service with its methods
-//! (subjects, params, results, errors, timeouts, retries) and handlers, every event with its
-//! payload, who emits and who handles each event, the types, and a Mermaid diagram of the event
-//! flow. The page is deterministic, so it can be kept in a repository and checked for staleness.
+//! (subjects, params, results, errors, timeouts, retries), handlers and timers, every event with
+//! its payload, who emits and who handles each event, the types, and a Mermaid diagram of the
+//! event flow. The page is deterministic, so it can be kept in a repository and checked for staleness.
 
 use crate::contract::{self, type_expr};
 use crate::model::{
     Delivery, EventPayload, Field, Handler, Method, MethodKind, Mode, Model, Package, Service,
-    TypeBody, TypeRef,
+    TimerScope, TypeBody, TypeRef,
 };
 
 /// The Markdown reference of `package`, one of `model`'s packages (its events' emitters and
@@ -165,20 +165,23 @@ impl Page<'_> {
     fn contents(&mut self) {
         let pkg = self.package;
         if !pkg.services.is_empty() {
-            self.line("| service | version | methods | handlers |");
-            self.line("|---|---|---|---|");
+            self.line("| service | version | methods | handlers | timers |");
+            self.line("|---|---|---|---|---|");
             for s in &pkg.services {
                 let methods: Vec<String> =
                     s.methods.iter().map(|m| format!("`{}`", m.name)).collect();
                 let handlers: Vec<String> =
                     s.handlers.iter().map(|h| format!("`{}`", h.name)).collect();
+                let timers: Vec<String> =
+                    s.timers.iter().map(|t| format!("`{}`", t.name)).collect();
                 let row = format!(
-                    "| [`{}`](#{}) | {} | {} | {} |",
+                    "| [`{}`](#{}) | {} | {} | {} | {} |",
                     s.name,
                     anchor(&format!("service {}", s.name)),
                     s.version.as_deref().unwrap_or("0.0.0"),
                     methods.join(", "),
-                    handlers.join(", ")
+                    handlers.join(", "),
+                    timers.join(", ")
                 );
                 self.line(&row);
             }
@@ -299,7 +302,46 @@ impl Page<'_> {
             if !s.handlers.is_empty() {
                 self.handlers(s);
             }
+            if !s.timers.is_empty() {
+                self.timers(s);
+            }
         }
+    }
+
+    fn timers(&mut self, s: &Service) {
+        self.line(&format!("#### Timers of `{}`", s.name));
+        self.blank();
+        self.line("| timer | every | runs on | retries | description |");
+        self.line("|---|---|---|---|---|");
+        for t in &s.timers {
+            let (runs_on, retries) = match t.scope {
+                TimerScope::Service => {
+                    let r = contract::retry(t.retry);
+                    (
+                        format!(
+                            "one instance per tick (`{}`, stream `ASYNC_{}`)",
+                            contract::timer_subject(s, t),
+                            s.name
+                        ),
+                        format!(
+                            "{} attempt(s), {} apart, then `{}`",
+                            r.max_attempts,
+                            contract::duration(r.backoff_ms),
+                            contract::dlq_subject(s, &t.name)
+                        ),
+                    )
+                }
+                TimerScope::Instance => ("every instance".to_string(), "none (logged)".to_string()),
+            };
+            let row = format!(
+                "| `{}` | {} | {runs_on} | {retries} | {} |",
+                t.name,
+                contract::duration(t.every_ms),
+                cell(t.description.as_deref().unwrap_or(""))
+            );
+            self.line(&row);
+        }
+        self.blank();
     }
 
     fn method(&mut self, s: &Service, m: &Method) {

@@ -42,7 +42,7 @@ pub fn schema_format() -> Value {
             },
             "types": named("Named types: structs (`fields`) and enums (`enum`), PascalCase.", json!({"$ref": "#/definitions/type_def"})),
             "events": named("Event topics (the NATS subjects) and their payloads.", json!({"$ref": "#/definitions/event"})),
-            "services": named("Services (snake_case): their methods and event handlers.", json!({"$ref": "#/definitions/service"})),
+            "services": named("Services (snake_case): their methods, event handlers and timers.", json!({"$ref": "#/definitions/service"})),
         },
         "definitions": {
             "description": {
@@ -177,6 +177,27 @@ pub fn schema_format() -> Value {
                     },
                 ],
             },
+            "timer": {
+                "anyOf": [
+                    {"description": "The period; scope `service`.", "$ref": "#/definitions/duration"},
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["every"],
+                        "properties": {
+                            "every": {"description": "The period, at least 100ms. Ticks fall on multiples of it since the Unix epoch.", "$ref": "#/definitions/duration"},
+                            "scope": {
+                                "description": "`service` (exactly one instance runs each tick, the default) or `instance` (every instance does).",
+                                "enum": ["service", "instance"],
+                            },
+                            "description": {"$ref": "#/definitions/description"},
+                            "retry": {"description": "`scope: service` only: retries of a failed tick.", "$ref": "#/definitions/retry"},
+                        },
+                        "if": {"required": ["scope"], "properties": {"scope": {"const": "instance"}}},
+                        "then": {"not": {"required": ["retry"]}},
+                    },
+                ],
+            },
             "service": {
                 "type": "object",
                 "additionalProperties": false,
@@ -189,6 +210,7 @@ pub fn schema_format() -> Value {
                     },
                     "methods": named("Methods (snake_case), on `<service>.rpc.<method>` or `<service>.async.<method>`.", json!({"$ref": "#/definitions/method"})),
                     "handles": named("Event handlers by topic or pattern (`*`, `>`).", json!({"$ref": "#/definitions/handler"})),
+                    "timers": named("Timers (snake_case): work the service runs every period.", json!({"$ref": "#/definitions/timer"})),
                 },
             },
         },

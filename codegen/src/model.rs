@@ -124,6 +124,7 @@ pub struct Service {
     pub version: Option<String>,
     pub methods: Vec<Method>,
     pub handlers: Vec<Handler>,
+    pub timers: Vec<Timer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +182,37 @@ pub struct Handler {
     pub retry: Option<Retry>,
     /// The declared events the pattern matches, in declaration order: `(package, topic)`.
     pub matches: Vec<(String, String)>,
+}
+
+/// Which instances of a service run a timer's tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerScope {
+    /// Exactly one instance of the service runs each tick (the default).
+    Service,
+    /// Every running instance runs every tick.
+    Instance,
+}
+
+impl TimerScope {
+    /// The name the schema writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerScope::Service => "service",
+            TimerScope::Instance => "instance",
+        }
+    }
+}
+
+/// Work a service runs periodically.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timer {
+    pub name: String,
+    pub description: Option<String>,
+    /// The period in milliseconds.
+    pub every_ms: u64,
+    pub scope: TimerScope,
+    /// `scope: service` only: retries of a failed tick.
+    pub retry: Option<Retry>,
 }
 
 impl Handler {

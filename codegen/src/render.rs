@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::model::{
     Delivery, ErrorDef, EventPayload, Field, Handler, Method, MethodKind, Mode, Model, Package,
-    Primitive, Service, TypeBody, TypeDef, TypeRef,
+    Primitive, Service, TimerScope, TypeBody, TypeDef, TypeRef,
 };
 use crate::names;
 use crate::validate::{wildcard_enum_name, DEFAULT_RETRY, DEFAULT_TIMEOUT_MS};
@@ -114,12 +114,16 @@ struct Renderer<'a> {
 /// `should_implement_trait` takes an inherent `clone` or `cmp` for `Clone::clone` or `Ord::cmp`
 /// (the other std trait methods it knows differ from ours in receiver or return type), and
 /// `wrong_self_convention` expects `new` and `from_*` to take no `self`, `into_*` to take `self` and
-/// `to_*_mut` to take `&mut self`.
+/// `to_*_mut` to take `&mut self`, and pedantic's `iter_not_returning_iterator` expects `iter` and
+/// `iter_mut` to return an iterator.
 fn method_allows(name: &str) -> Lines {
     let name = names::unraw(name);
     let mut lints = Vec::new();
     if matches!(name, "clone" | "cmp") {
         lints.push("clippy::should_implement_trait");
+    }
+    if matches!(name, "iter" | "iter_mut") {
+        lints.push("clippy::iter_not_returning_iterator");
     }
     if name == "new"
         || name.starts_with("from_")
@@ -354,6 +358,8 @@ pub struct ServiceView {
     descriptor: String,
     members: Vec<MemberView>,
     calls: Vec<MemberView>,
+    /// Whether some endpoint reads the payload (a service with only timers does not).
+    uses_payload: bool,
 }
 
 #[derive(Clone)]
@@ -369,6 +375,8 @@ pub struct MemberView {
     ok: String,
     err: String,
     is_handler: bool,
+    /// A timer: no params, no payload.
+    is_timer: bool,
     decode_event: String,
     params_struct: String,
     call_type: String,
@@ -1149,6 +1157,7 @@ impl Renderer<'_> {
                 ok,
                 err,
                 is_handler: false,
+                is_timer: false,
                 decode_event: String::new(),
                 params_struct,
                 call_type,
@@ -1191,12 +1200,43 @@ impl Renderer<'_> {
                 ok: "()".into(),
                 err: "__rt::ServiceError".to_string(),
                 is_handler: true,
+                is_timer: false,
                 decode_event: decode,
                 params_struct: String::new(),
                 call_type: String::new(),
                 core_fn: "",
             });
         }
+        for t in &s.timers {
+            let name = names::member(&t.name);
+            let mut head = docs(t.description.as_deref());
+            head.push_doc_break();
+            head.push_doc(&format!(
+                "Timer: every {}, {}.",
+                crate::contract::duration(t.every_ms),
+                match t.scope {
+                    TimerScope::Service => "one instance of the service per tick",
+                    TimerScope::Instance => "on every instance",
+                }
+            ));
+            head.extend(member_allows(&name, false, 0));
+            members.push(MemberView {
+                head,
+                impl_allows: Lines::default(),
+                params_init: String::new(),
+                name,
+                args: Vec::new(),
+                ok: "()".into(),
+                err: "__rt::ServiceError".to_string(),
+                is_handler: false,
+                is_timer: true,
+                decode_event: String::new(),
+                params_struct: String::new(),
+                call_type: String::new(),
+                core_fn: "",
+            });
+        }
+        let uses_payload = members.iter().any(|m| !m.is_timer);
         ServiceView {
             docs: docs(
                 s.description
@@ -1212,6 +1252,7 @@ impl Renderer<'_> {
             descriptor: format!("SERVICE_{service}"),
             members,
             calls,
+            uses_payload,
         }
     }
 
@@ -1264,6 +1305,28 @@ impl Renderer<'_> {
                         Delivery::BestEffort => "BestEffort",
                     },
                     params_schema: schema.to_string(),
+                    result_schema: NULL_SCHEMA.to_string(),
+                    errors: Vec::new(),
+                },
+                schemas,
+            ));
+        }
+        for t in &s.timers {
+            let (mode, subject) = match t.scope {
+                TimerScope::Service => ("Shared", crate::contract::timer_subject(s, t)),
+                TimerScope::Instance => ("Broadcast", String::new()),
+            };
+            endpoints.push(endpoint_view(
+                Endpoint {
+                    name: &t.name,
+                    kind: "Timer",
+                    subject: &subject,
+                    // A timer has no timeout; its descriptor keeps the period there.
+                    timeout_ms: t.every_ms,
+                    retry: t.retry.unwrap_or(DEFAULT_RETRY),
+                    mode,
+                    delivery: "Durable",
+                    params_schema: "{}".to_string(),
                     result_schema: NULL_SCHEMA.to_string(),
                     errors: Vec::new(),
                 },

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics, Loc, SourceFile, Suggestions};
 use crate::model::{
     subject_matches, Delivery, ErrorDef, Event, EventPayload, Field, Handler, Method, MethodKind,
-    Mode, Model, Package, Primitive, Retry, Service, TypeBody, TypeDef, TypeRef,
+    Mode, Model, Package, Primitive, Retry, Service, Timer, TimerScope, TypeBody, TypeDef, TypeRef,
 };
 use crate::names;
 use crate::parse::{parse, Key, Node, Value};
@@ -429,7 +429,7 @@ const TOP_KEYS: &[&str] = &[
 const TYPE_KEYS: &[&str] = &["description", "fields", "enum"];
 const FIELD_KEYS: &[&str] = &["type", "description"];
 const EVENT_KEYS: &[&str] = &["description", "payload", "fields"];
-const SERVICE_KEYS: &[&str] = &["description", "version", "methods", "handles"];
+const SERVICE_KEYS: &[&str] = &["description", "version", "methods", "handles", "timers"];
 const METHOD_KEYS: &[&str] = &[
     "kind",
     "description",
@@ -443,6 +443,10 @@ const METHOD_KEYS: &[&str] = &[
 const ERROR_KEYS: &[&str] = &["description", "fields"];
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff"];
 const HANDLER_KEYS: &[&str] = &["handler", "description", "mode", "delivery", "retry"];
+const TIMER_KEYS: &[&str] = &["every", "scope", "description", "retry"];
+/// The shortest timer period: below it, ticks of instances whose clocks differ by a few
+/// milliseconds would be told apart as different ticks too often to be useful.
+pub const MIN_TIMER_PERIOD_MS: u64 = 100;
 
 impl Validator<'_> {
     /// A value as the schema writes it (quotes included), for messages: `1.0` stays `1.0`.
@@ -1299,17 +1303,115 @@ impl Validator<'_> {
                 }
             }
         }
+        let mut timers = Vec::new();
+        if let Some(n) = map.get("timers") {
+            for (k, v) in self.named_map(n, &format!("the timers of {what}")) {
+                if let Some(t) = self.timer(&key.name, k, v) {
+                    self.member_name(&mut members, &t.name, k.loc, &what, true);
+                    timers.push(t);
+                }
+            }
+        }
         Some(Service {
             name: key.name.clone(),
             description,
             version,
             methods,
             handlers,
+            timers,
         })
     }
 
-    /// Methods and handlers share one trait, so their Rust names must differ; the client's own
-    /// methods are reserved for methods.
+    /// A timer: `name: {every: 30s, scope: service}`, or `name: 30s` for the defaults.
+    fn timer(&mut self, service: &str, key: &Key, node: &Node) -> Option<Timer> {
+        self.snake_name(&key.name, key.loc, "timer");
+        let what = format!("timer '{service}.{}'", key.name);
+        let mut timer = Timer {
+            name: key.name.clone(),
+            description: None,
+            every_ms: 0,
+            scope: TimerScope::Service,
+            retry: None,
+        };
+        let every = match &node.value {
+            Value::Str(_) => node,
+            _ => {
+                let map = self.fixed_map(node, &what, TIMER_KEYS)?;
+                timer.description = self.description(&map);
+                if let Some(n) = map.get("scope") {
+                    match n.as_str() {
+                        Some("service") => timer.scope = TimerScope::Service,
+                        Some("instance") => timer.scope = TimerScope::Instance,
+                        _ => {
+                            let text = self.unquoted(n);
+                            let help =
+                                did_you_mean(&text, ["service", "instance"]).unwrap_or_else(|| {
+                                    "scopes: service (the default: one instance runs each \
+                                     tick), instance (every instance does)"
+                                        .into()
+                                });
+                            let d = self
+                                .diag(
+                                    "natsgen::unknown_kind",
+                                    n.loc,
+                                    format!("unknown timer scope '{text}'"),
+                                )
+                                .label("not service or instance")
+                                .help(help);
+                            self.report(d);
+                        }
+                    }
+                }
+                if let Some(n) = map.get("retry") {
+                    if timer.scope == TimerScope::Instance {
+                        let d = self
+                            .diag(
+                                "natsgen::wrong_shape",
+                                n.loc,
+                                format!("{what} runs on every instance and is not retried"),
+                            )
+                            .label("retry is for `scope: service` timers")
+                            .help("remove `retry`; the next tick comes with the next period");
+                        self.report(d);
+                    } else {
+                        timer.retry = self.retry(n, &what);
+                    }
+                }
+                match map.get("every") {
+                    Some(n) => *n,
+                    None => {
+                        let d = self
+                            .diag(
+                                "natsgen::missing_key",
+                                node.loc,
+                                format!("{what} needs a period, `every`"),
+                            )
+                            .label("no period")
+                            .help("write e.g. `every: 30s`");
+                        self.report(d);
+                        return None;
+                    }
+                }
+            }
+        };
+        timer.every_ms = self.duration(every, "every")?;
+        if timer.every_ms < MIN_TIMER_PERIOD_MS {
+            let d = self
+                .diag(
+                    "natsgen::invalid_value",
+                    every.loc,
+                    format!("the period of {what} is shorter than {MIN_TIMER_PERIOD_MS}ms"),
+                )
+                .label("too short")
+                .help("timers tick at most ten times a second; write e.g. `every: 1s`");
+            self.report(d);
+            return None;
+        }
+        Some(timer)
+    }
+
+    /// Methods, handlers and timers share one trait, so their Rust names must differ; the
+    /// client's own methods are reserved for methods.
     fn member_name(
         &mut self,
         members: &mut HashMap<String, String>,
@@ -1334,7 +1436,7 @@ impl Validator<'_> {
                 self.diag(
                     "natsgen::duplicate_name",
                     loc,
-                    format!("'{name}' is declared twice in {what} (methods and handlers share one trait)"),
+                    format!("'{name}' is declared twice in {what} (methods, handlers and timers share one trait)"),
                 )
                 .label("second declaration")
             } else {

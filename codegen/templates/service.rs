@@ -60,13 +60,15 @@ impl<__Impl: {{ s.trait_name }}> __rt::Service for {{ s.server }}<__Impl> {
         &self,
         endpoint: usize,
         ctx: __rt::Context,
-        payload: __rt::Bytes,
+        {% if !s.uses_payload %}_{% endif %}payload: __rt::Bytes,
     ) -> __rt::BoxFuture<__rt::Result<__rt::Bytes, __rt::ServiceError>> {
         let inner = __rt::Clone::clone(&self.inner);
         match endpoint {
 {%- for m in s.members %}
             {{ loop.index0 }} => __rt::respond(async move {
-    {%- if m.is_handler %}
+    {%- if m.is_timer %}
+                __Impl::{{ m.name }}(&inner, &ctx).await
+    {%- else if m.is_handler %}
                 let event = {{ m.decode_event }};
                 __Impl::{{ m.name }}(&inner, &ctx, event).await
     {%- else if m.args.is_empty() %}

@@ -264,8 +264,19 @@ fixtures! {
         ("natsgen::rust_name_clash", "userId", "'user_id' and 'userId' in the params of method 'order_service.create_order'", ""),
         ("natsgen::duplicate_name", "create_order:\n        returns", "'create_order' is declared twice in the methods of service 'order_service'", ""),
         ("natsgen::duplicate_name", "returns: Order}", "key 'returns' is given twice in method 'order_service.cancel_order'", ""),
-        ("natsgen::duplicate_name", "on_created\n", "'on_created' is declared twice in service 'order_service' (methods and handlers share one trait)", ""),
+        ("natsgen::duplicate_name", "on_created\n", "'on_created' is declared twice in service 'order_service' (methods, handlers and timers share one trait)", ""),
         ("natsgen::duplicate_name", "order_service:\n    methods: {}", "'order_service' is declared twice in services", ""),
+    ];
+    timers => [
+        ("natsgen::invalid_duration", "soon", "malformed duration 'soon' for every", "`10s`"),
+        ("natsgen::unknown_kind", "cluster", "unknown timer scope 'cluster'", "scopes: service"),
+        ("natsgen::invalid_value", "10ms", "the period of timer 'inventory_service.heartbeat' is shorter than 100ms", "every: 1s"),
+        ("natsgen::duplicate_name", "restock: {every", "'restock' is declared twice in service 'inventory_service'", ""),
+        ("natsgen::missing_key", "{scope: instance}", "timer 'inventory_service.sweep' needs a period", "every: 30s"),
+        ("natsgen::duplicate_name", "sweep: 30s", "'sweep' is declared twice in the timers of service 'inventory_service'", ""),
+        ("natsgen::wrong_shape", "{max_attempts: 2}", "runs on every instance and is not retried", "remove `retry`"),
+        ("natsgen::name_case", "Nightly", "timer name 'Nightly' is not snake_case", "write it 'nightly'"),
+        ("natsgen::unknown_key", "evry", "unknown key 'evry' in timer 'inventory_service.audit'", "did you mean 'every'?"),
     ];
     duplicate_package => [
         ("natsgen::duplicate_name", "twice", "package 'twice' is also declared by", ""),

@@ -35,6 +35,9 @@ services:
       notify:
         kind: async
         params: {id: string}
+    timers:
+      report: {every: 30s}
+      refresh: {every: 1m, scope: instance}
   audit:
     handles:
       orders.created: record
@@ -630,4 +633,58 @@ fn service_moved_to_another_package_keeps_its_subjects() {
     );
     assert!(!is_breaking(&all), "{all:#?}");
     assert!(!all.iter().any(|c| c.rule == "service_added"), "{all:#?}");
+}
+
+#[test]
+fn timer_added() {
+    compatible(
+        &[(
+            "      report: {every: 30s}\n",
+            "      report: {every: 30s}\n      sweep: 1h\n",
+        )],
+        "timer_added",
+        "orders.sweep",
+    );
+}
+
+#[test]
+fn timer_removed() {
+    compatible(
+        &[("      report: {every: 30s}\n", "")],
+        "timer_removed",
+        "orders.report",
+    );
+}
+
+#[test]
+fn timer_period_changed() {
+    compatible(
+        &[("report: {every: 30s}", "report: {every: 1m}")],
+        "timer_period_changed",
+        "orders.report",
+    );
+}
+
+#[test]
+fn timer_scope_changed() {
+    breaking(
+        &[(
+            "report: {every: 30s}",
+            "report: {every: 30s, scope: instance}",
+        )],
+        "timer_scope_changed",
+        "orders.report",
+    );
+}
+
+#[test]
+fn timer_retry_changed() {
+    compatible(
+        &[(
+            "report: {every: 30s}",
+            "report: {every: 30s, retry: {max_attempts: 5}}",
+        )],
+        "retry_changed",
+        "orders.report",
+    );
 }

@@ -668,6 +668,9 @@ fn odd_key(rng: &mut Rng) -> String {
         "emits",
         "methods",
         "handles",
+        "timers",
+        "every",
+        "scope",
         "version",
         "description",
         "imports",
@@ -1455,6 +1458,41 @@ impl SchemaGen<'_> {
                             let _ = write!(self.out, ", retry: {{max_attempts: 2}}");
                         }
                         self.out.push_str("}\n");
+                    }
+                }
+            }
+            if self.rng.chance(25) || self.odd() {
+                self.out.push_str("    timers:\n");
+                for _ in 0..1 + self.rng.below(3) {
+                    let timer = self.name(SNAKE, ODD_NAMES);
+                    let every = self.choose(DURATIONS, ODD_DURATIONS);
+                    if self.rng.chance(40) {
+                        let _ = writeln!(self.out, "      {}: {}", q(&timer), q(every));
+                        continue;
+                    }
+                    let _ = writeln!(self.out, "      {}:", q(&timer));
+                    self.description("        ");
+                    if !self.odd() {
+                        let _ = writeln!(self.out, "        every: {}", q(every));
+                    }
+                    let instance = self.rng.chance(40);
+                    if instance || self.rng.chance(20) || self.odd() {
+                        let scope =
+                            self.choose(&["service", "instance"], &["cluster", "Service", ""]);
+                        let scope = if instance && scope == "service" {
+                            "instance"
+                        } else {
+                            scope
+                        };
+                        let _ = writeln!(self.out, "        scope: {scope}");
+                    }
+                    if (!instance && self.rng.chance(30)) || self.odd() {
+                        let backoff = self.choose(DURATIONS, ODD_DURATIONS);
+                        let _ = writeln!(
+                            self.out,
+                            "        retry: {{max_attempts: 2, backoff: {}}}",
+                            q(backoff)
+                        );
                     }
                 }
             }

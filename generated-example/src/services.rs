@@ -6,7 +6,7 @@
 //! shared [`Observations`], which is how the walkthrough knows when background work is done and
 //! how the tests check what happened.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -275,7 +275,7 @@ pub fn serve(mut host: Host, services: &[ServiceName], shared: &Shared) -> Host 
                 host.serve(NotificationServiceServer::new(Notifications { shared }))
             }
             ServiceName::InventoryService => {
-                host.serve(InventoryServiceServer::new(Inventory { shared }))
+                host.serve(InventoryServiceServer::new(Inventory::new(shared)))
             }
             ServiceName::EmailService => host.serve(EmailServiceServer::new(Emails { shared })),
             ServiceName::AnalyticsService => {
@@ -504,10 +504,27 @@ fn check_address(recipient: &str) -> Result<(), String> {
 #[derive(Debug)]
 pub struct Inventory {
     shared: Shared,
+    /// Units reserved per SKU by this instance, for the stock report.
+    reserved: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Inventory {
+    fn new(shared: Shared) -> Self {
+        Inventory {
+            shared,
+            reserved: Mutex::default(),
+        }
+    }
 }
 
 impl InventoryService for Inventory {
     async fn reserve_inventory(&self, _ctx: &Context, order: Order) -> Result<(), ServiceError> {
+        {
+            let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+            for item in &order.items {
+                *reserved.entry(item.sku.clone()).or_default() += u64::from(item.quantity);
+            }
+        }
         let units: u32 = order.items.iter().map(|item| item.quantity).sum();
         say!(
             "[Inventory] Reserving {units} item(s) for {}",
@@ -528,6 +545,24 @@ impl InventoryService for Inventory {
         self.shared.record(Happened::InventoryReleased {
             order_id: event.order_id,
         });
+        Ok(())
+    }
+
+    /// Every 30 s, on one instance of the service: the units reserved per SKU. Logged at info
+    /// level (`RUST_LOG=info`), so the walkthrough's own output stays as it is.
+    async fn stock_report(&self, ctx: &Context) -> Result<(), ServiceError> {
+        let reserved = self
+            .reserved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let units: u64 = reserved.values().sum();
+        tracing::info!(
+            tick = ctx.message_id().unwrap_or_default(),
+            skus = reserved.len(),
+            units,
+            "[Inventory] Stock report: {reserved:?}"
+        );
         Ok(())
     }
 }

@@ -64,21 +64,25 @@
 //! | async method | `<service>.async.<method>` | `<service>` | no: captured by the stream `ASYNC_<service>` |
 //! | event handler, shared | the topic or wildcard pattern | `<service>_<handler>` | durable: no (a JetStream consumer); best effort: yes, in that queue group |
 //! | event handler, broadcast | the topic or wildcard pattern | `""` | durable: no (an ephemeral consumer per instance); best effort: yes, no queue group |
+//! | timer, `scope: service` | `<service>.async.<timer>` | `<service>` | no: its ticks are captured by the stream `ASYNC_<service>` |
+//! | timer, `scope: instance` | `""` | `""` | no: each instance ticks by itself, nothing goes over the wire |
 //!
 //! Endpoint metadata (all values are strings, as the protocol requires):
 //!
 //! | key | present for | value |
 //! |---|---|---|
-//! | [`META_KIND`] | all | `rpc`, `async` or `event` |
+//! | [`META_KIND`] | all | `rpc`, `async`, `event` or `timer` |
 //! | [`META_PARAMS_SCHEMA`] | all | JSON Schema of the request body (the params object; for an event handler, the event payload), as a JSON text |
 //! | [`META_RESULT_SCHEMA`] | all | JSON Schema of the `result` of a success reply (`{"type":"null"}` for handlers without one), as a JSON text |
 //! | [`META_TIMEOUT_MS`] | rpc | the method's default timeout in milliseconds |
 //! | [`META_ERRORS`] | rpc, async, when declared | the declared error kinds, comma-separated, in schema order |
-//! | [`META_STREAM`] | async; durable events | `ASYNC_<service>`; `EVENTS_<package>` (see below) |
-//! | [`META_CONSUMER`] | async; durable shared events | `<service>`; `<service>_<handler>` (durable consumers) |
+//! | [`META_STREAM`] | async, timers with `scope: service`; durable events | `ASYNC_<service>`; `EVENTS_<package>` (see below) |
+//! | [`META_CONSUMER`] | async, timers with `scope: service`; durable shared events | `<service>`; `<service>_<handler>` (durable consumers) |
 //! | [`META_MODE`] | events | `shared` or `broadcast` |
 //! | [`META_DELIVERY`] | events | `durable` or `best_effort` |
-//! | [`META_MAX_ATTEMPTS`], [`META_BACKOFF_MS`] | async; durable events | the retry policy |
+//! | [`META_MAX_ATTEMPTS`], [`META_BACKOFF_MS`] | async; durable events; timers with `scope: service` | the retry policy |
+//! | [`META_EVERY_MS`] | timers | the period in milliseconds |
+//! | [`META_SCOPE`] | timers | `service` or `instance` |
 //!
 //! For a durable event handler, [`META_STREAM`] names the stream its consumer reads: the stream
 //! that captures its topic or pattern, as the server reports at start (for a topic declared in an
@@ -162,6 +166,10 @@ pub const META_DELIVERY: &str = "delivery";
 pub const META_MAX_ATTEMPTS: &str = "max_attempts";
 /// Endpoint metadata (async, durable events): the delay before a retry, in milliseconds.
 pub const META_BACKOFF_MS: &str = "backoff_ms";
+/// Endpoint metadata of a timer: its period in milliseconds.
+pub const META_EVERY_MS: &str = "every_ms";
+/// Endpoint metadata of a timer: `service` (one instance runs each tick) or `instance`.
+pub const META_SCOPE: &str = "scope";
 
 /// How long a stopping responder may take to unsubscribe.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -416,11 +424,12 @@ fn service_metadata(descriptor: &ServiceDescriptor) -> BTreeMap<String, String> 
 /// `<service>_<handler>` for shared event handlers, none for broadcast ones.
 fn queue_group(descriptor: &ServiceDescriptor, endpoint: &EndpointDescriptor) -> String {
     match (endpoint.kind, endpoint.mode) {
-        (EndpointKind::Rpc | EndpointKind::Async, _) => descriptor.name.to_owned(),
+        (EndpointKind::Rpc | EndpointKind::Async, _)
+        | (EndpointKind::Timer, DeliveryMode::Shared) => descriptor.name.to_owned(),
         (EndpointKind::Event, DeliveryMode::Shared) => {
             event_consumer_name(descriptor.name, endpoint.name)
         }
-        (EndpointKind::Event, DeliveryMode::Broadcast) => String::new(),
+        (EndpointKind::Event | EndpointKind::Timer, DeliveryMode::Broadcast) => String::new(),
     }
 }
 
@@ -477,6 +486,21 @@ fn endpoint_metadata(
                     retry(&mut put);
                 }
                 Delivery::BestEffort => put(META_DELIVERY, "best_effort".to_owned()),
+            }
+        }
+        EndpointKind::Timer => {
+            put(META_KIND, "timer".to_owned());
+            put(
+                META_EVERY_MS,
+                endpoint.period_ms().unwrap_or_default().to_string(),
+            );
+            if endpoint.mode == DeliveryMode::Shared {
+                put(META_SCOPE, "service".to_owned());
+                put(META_STREAM, async_stream_name(descriptor.name));
+                put(META_CONSUMER, async_consumer_name(descriptor.name));
+                retry(&mut put);
+            } else {
+                put(META_SCOPE, "instance".to_owned());
             }
         }
     }

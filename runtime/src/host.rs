@@ -31,13 +31,19 @@
 //! work waits in the stream. Failures are retried with the schema's backoff, then dead-lettered;
 //! best-effort handlers use core NATS. The details are in the `worker` module.
 //!
+//! # Timers
+//!
+//! Each timer of a served service ticks at every multiple of its period (wall-clock time since
+//! the Unix epoch); see the `timer` module for how `scope: service` runs each tick on one
+//! instance only.
+//!
 //! # Shutdown
 //!
 //! [`HostHandle::shutdown`] (and [`Host::run`] on SIGINT/SIGTERM): every loop stops taking new
-//! work (RPC subscriptions are drained; consumers stop pulling and nak what arrived but has not
-//! started); running handlers finish within the grace period and are answered, acked or nak'd as
-//! usual; async and event handlers still running when it ends are cancelled and nak'd; then the
-//! connection is flushed.
+//! work (RPC subscriptions are drained; timers stop ticking; consumers stop pulling and nak what
+//! arrived but has not started); running handlers finish within the grace period and are
+//! answered, acked or nak'd as usual; async and event handlers still running when it ends are
+//! cancelled and nak'd; then the connection is flushed.
 //!
 //! Every handled call runs in a `natsgen.rpc` tracing span with the service, method, call id,
 //! outcome and duration, and is counted in the endpoint's stats (requests, errors of any code,
@@ -225,6 +231,11 @@ impl Host {
                 max_queue,
                 stats: Arc::new(ServiceStats::new(descriptor)),
                 middleware: Arc::clone(&middleware),
+                ticking: descriptor
+                    .endpoints
+                    .iter()
+                    .map(|_| Default::default())
+                    .collect(),
             });
             let mut served = Vec::new();
             for (index, endpoint) in descriptor.endpoints.iter().enumerate() {
@@ -256,6 +267,11 @@ impl Host {
                 stops.push(spawned.stop);
                 loops.push(spawned.task);
                 watchers.extend(spawned.watcher);
+            }
+            // After `worker::serve`: the stream that `scope: service` ticks go to exists.
+            for (stop, task) in crate::timer::serve(&runtime, &workers.guard) {
+                stops.push(stop);
+                loops.push(task);
             }
             tracing::info!(
                 service = descriptor.name,
@@ -482,14 +498,34 @@ pub(crate) struct ServiceRuntime {
     pub(crate) stats: Arc<ServiceStats>,
     /// The host's middleware, outermost first; empty (and never looked at further) without.
     pub(crate) middleware: Arc<[Arc<dyn crate::Middleware>]>,
+    /// Per endpoint, indexed like `descriptor.endpoints`: whether a tick of that timer runs on
+    /// this instance now.
+    ticking: Box<[std::sync::atomic::AtomicBool]>,
 }
 
 impl ServiceRuntime {
+    /// Marks a tick of timer `index` as running on this instance until the guard is dropped;
+    /// `None` while one runs already.
+    pub(crate) fn start_tick(&self, index: usize) -> Option<Ticking<'_>> {
+        let flag = self.ticking.get(index)?;
+        // Lazily: a guard made and dropped when one runs already would clear the flag.
+        (!flag.swap(true, Ordering::AcqRel)).then(|| Ticking(flag))
+    }
+
     /// Handlers running plus requests queued.
     fn busy(&self) -> usize {
         self.max_concurrency
             .saturating_sub(self.permits.available_permits())
             + self.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// A timer's tick running on this instance (see [`ServiceRuntime::start_tick`]).
+pub(crate) struct Ticking<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Ticking<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -62,6 +62,7 @@ mod service;
 mod stats;
 pub mod streams;
 pub mod testing;
+mod timer;
 mod types;
 mod worker;
 

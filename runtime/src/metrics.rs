@@ -2,7 +2,7 @@
 //! `metrics`), so any exporter works (Prometheus, StatsD, OpenTelemetry, ...).
 //!
 //! For every endpoint a host serves (labels `service`, `endpoint`, `kind` = `rpc` | `async` |
-//! `event`):
+//! `event` | `timer`):
 //!
 //! | metric | type | what |
 //! |---|---|---|
@@ -71,5 +71,6 @@ fn kind_label(kind: EndpointKind) -> &'static str {
         EndpointKind::Rpc => "rpc",
         EndpointKind::Async => "async",
         EndpointKind::Event => "event",
+        EndpointKind::Timer => "timer",
     }
 }

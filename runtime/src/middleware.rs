@@ -3,15 +3,17 @@
 //!
 //! # On the service side
 //!
-//! A [`Middleware`] wraps each handled RPC request, async call and event, in the order they were
-//! added (the first added is the outermost). It sees the endpoint ([`Next::endpoint`]: service,
+//! A [`Middleware`] wraps each handled RPC request, async call, event and timer run, in the order
+//! they were added (the first added is the outermost). It sees the endpoint ([`Next::endpoint`]: service,
 //! method or handler, kind), the [`Context`] with the caller's headers ([`Context::header`]) and
 //! the payload; it can reject the call with a [`ServiceError`] of its choosing (kind and code:
 //! `unauthenticated` 401, `permission_denied` 403, `rate_limited` 429, ...), time it, and set
 //! headers on the reply ([`Context::set_reply_header`]). It runs inside the handler's deadline,
 //! slot and panic guard: a panicking middleware is an `internal` error like a panicking handler,
 //! and a handler's panic reaches the middleware as that `internal` error.
-//! A rejected async call or event is retried and dead-lettered like any failure.
+//! A rejected async call or event is retried and dead-lettered like any failure. A timer's run has
+//! no caller and so no caller headers: a check of the caller lets
+//! [`EndpointKind::Timer`] through.
 //!
 //! ```
 //! use natsgen::middleware::{Middleware, MiddlewareFuture, Next};
@@ -87,8 +89,8 @@ pub struct Next<'a> {
 }
 
 impl<'a> Next<'a> {
-    /// The endpoint being called: `name` (method or handler), `kind` (RPC, async, event),
-    /// `subject`.
+    /// The endpoint being called: `name` (method, handler or timer), `kind` (RPC, async, event,
+    /// timer), `subject`.
     pub fn endpoint(&self) -> &'static EndpointDescriptor {
         self.endpoint
     }

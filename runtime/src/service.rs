@@ -25,9 +25,17 @@ pub struct ServiceDescriptor {
     /// The topics the service's package declares: a host serving it makes sure the package's
     /// event stream captures all of them.
     pub topics: &'static [&'static str],
-    /// The methods and event handlers, in declaration order. [`Service::call`] and
+    /// The methods, event handlers and timers, in declaration order. [`Service::call`] and
     /// [`ClientCore::rpc`](crate::codegen::ClientCore::rpc) address them by index.
     pub endpoints: &'static [EndpointDescriptor],
+}
+
+impl EndpointDescriptor {
+    /// A timer's period in milliseconds (kept in `timeout_ms`, so that the descriptor's fields,
+    /// which generated code writes out, stay as they were); `None` for other kinds.
+    pub fn period_ms(&self) -> Option<u64> {
+        (self.kind == EndpointKind::Timer).then_some(self.timeout_ms)
+    }
 }
 
 impl ServiceDescriptor {
@@ -37,7 +45,7 @@ impl ServiceDescriptor {
     }
 }
 
-/// One method or event handler of a service.
+/// One method, event handler or timer of a service.
 #[derive(Debug, Clone, Copy)]
 pub struct EndpointDescriptor {
     /// The method or handler name (snake_case).
@@ -45,14 +53,17 @@ pub struct EndpointDescriptor {
     /// How it is called.
     pub kind: EndpointKind,
     /// RPC: `<service>.rpc.<method>`; async: `<service>.async.<method>`; event: the topic or
-    /// wildcard pattern it handles.
+    /// wildcard pattern it handles; timer with `scope: service`: `<service>.async.<timer>` (its
+    /// ticks travel as async calls); timer with `scope: instance`: empty (no message).
     pub subject: &'static str,
     /// RPC: the default timeout of a call, in milliseconds (the generator writes 10 000 when the
-    /// schema gives none).
+    /// schema gives none). Timers (which have no timeout): the period, `every`, in milliseconds;
+    /// see [`EndpointDescriptor::period_ms`].
     pub timeout_ms: u64,
-    /// Async calls and durable events: how often and how fast to retry.
+    /// Async calls, durable events and `scope: service` timers: how often and how fast to retry.
     pub retry: RetryPolicy,
-    /// Events: whether instances share the events or each gets every one.
+    /// Events: whether instances share the events or each gets every one. Timers: `Shared` for
+    /// `scope: service` (one instance runs each tick), `Broadcast` for `scope: instance`.
     pub mode: DeliveryMode,
     /// Events: durable (JetStream) or best effort (core NATS).
     pub delivery: Delivery,
@@ -73,6 +84,9 @@ pub enum EndpointKind {
     Async,
     /// An event handler.
     Event,
+    /// A timer: run every period by one instance of the service (`mode: Shared`) or by every
+    /// instance (`mode: Broadcast`).
+    Timer,
 }
 
 /// Retries of async calls and durable events.

@@ -3,7 +3,7 @@
 //!
 //! | stream | subjects | retention | created by |
 //! |---|---|---|---|
-//! | `ASYNC_<service>` | `<service>.async.*` | work queue (a call is removed once acked) | a client's first async call, a [`Host`](crate::Host) serving the service |
+//! | `ASYNC_<service>` | `<service>.async.*` (async calls, and the ticks of `scope: service` timers) | work queue (a call is removed once acked) | a client's first async call, a [`Host`](crate::Host) serving the service |
 //! | `EVENTS_<package>` | the package's declared topics (and handlers' patterns) | limits, `max_age` 7 days | a publisher whose topic no stream captures, a host serving a handler (durable or best effort) whose topic or pattern no stream captures |
 //! | `NATSGEN_DLQ` | `natsgen.dlq.>` | limits, `max_age` 30 days | the first dead letter |
 //! | `KV_NATSGEN_STATE` (KV bucket [`STATE_BUCKET`]) | `$KV.NATSGEN_STATE.>` | one value per key, 7 days | a host's first pull consumer, the first extension of an event stream's subjects |

@@ -31,8 +31,10 @@
 //!
 //! One task per message; the attempt number is JetStream's delivery count.
 //!
-//! 1. Async calls: the method is found by the subject. An unknown method is dead-lettered at
-//!    once (`unknown_method`).
+//! 1. Async calls: the method (or `scope: service` timer, whose ticks are async calls of the
+//!    service to itself, see the `timer` module) is found by the subject. An unknown method is
+//!    dead-lettered at once (`unknown_method`). A timer's tick that arrives while the same timer's
+//!    previous tick still runs on this instance is acked without running (`skipped`).
 //! 2. The attempt number is JetStream's delivery count less the deliveries a shutdown returned
 //!    (noted in the KV bucket `NATSGEN_STATE`, read on redeliveries only).
 //!    A message past the endpoint's `max_attempts` — its last allowed attempt did not complete
@@ -54,9 +56,10 @@
 //!    and awaits the PubAck, then acks it, logging at error level. If that publish fails, the
 //!    message is nak'd with the backoff instead and dead-lettered when it comes back.
 //!
-//! Every message is handled in a `natsgen.async` or `natsgen.event` tracing span with the service,
-//! method (or handler), call id, attempt, outcome (`ok`, `retry`, `dead_lettered`, `abandoned`,
-//! `nak_failed`, `ack_failed`) and duration, and counted in the endpoint's stats.
+//! Every message is handled in a `natsgen.async`, `natsgen.timer` or `natsgen.event` tracing span
+//! with the service, method (or handler), call id, attempt, outcome (`ok`, `retry`,
+//! `dead_lettered`, `abandoned`, `nak_failed`, `ack_failed`, `skipped`) and duration, and counted
+//! in the endpoint's stats.
 //!
 //! # Shutdown
 //!
@@ -198,11 +201,7 @@ pub(crate) async fn serve(
 ) -> Result<Vec<Spawned>, Error> {
     let descriptor = runtime.descriptor;
     let mut spawned = Vec::new();
-    if descriptor
-        .endpoints
-        .iter()
-        .any(|endpoint| endpoint.kind == EndpointKind::Async)
-    {
+    if descriptor.endpoints.iter().any(is_async_work) {
         spawned.push(start_pull(runtime, settings, Source::Async).await?);
     }
     for (index, endpoint) in descriptor.endpoints.iter().enumerate() {
@@ -223,6 +222,16 @@ pub(crate) async fn serve(
         spawned.push(started);
     }
     Ok(spawned)
+}
+
+/// Whether the endpoint's messages travel through `ASYNC_<service>`: an async method, or a timer
+/// with `scope: service` (whose ticks are async calls of the service to itself).
+fn is_async_work(endpoint: &EndpointDescriptor) -> bool {
+    match endpoint.kind {
+        EndpointKind::Async => true,
+        EndpointKind::Timer => endpoint.mode == DeliveryMode::Shared,
+        EndpointKind::Rpc | EndpointKind::Event => false,
+    }
 }
 
 /// Which messages a pull loop consumes.
@@ -265,16 +274,13 @@ impl Lane {
     /// The endpoint a message on `subject` is for; `None` for an unknown async method.
     fn route(&self, subject: &str) -> Option<(usize, &'static EndpointDescriptor)> {
         match self.source {
-            Source::Async => {
-                self.runtime
-                    .descriptor
-                    .endpoints
-                    .iter()
-                    .enumerate()
-                    .find(|(_, endpoint)| {
-                        endpoint.kind == EndpointKind::Async && endpoint.subject == subject
-                    })
-            }
+            Source::Async => self
+                .runtime
+                .descriptor
+                .endpoints
+                .iter()
+                .enumerate()
+                .find(|(_, endpoint)| is_async_work(endpoint) && endpoint.subject == subject),
             Source::Shared { index, endpoint } | Source::Broadcast { index, endpoint } => {
                 Some((index, endpoint))
             }
@@ -339,7 +345,7 @@ impl Lane {
         let endpoints = self.runtime.descriptor.endpoints.iter();
         let attempts = match self.source {
             Source::Async => endpoints
-                .filter(|endpoint| endpoint.kind == EndpointKind::Async)
+                .filter(|endpoint| is_async_work(endpoint))
                 .map(|endpoint| endpoint.retry.max_attempts)
                 .max()
                 .unwrap_or(1),
@@ -1136,6 +1142,8 @@ enum Outcome {
     Abandoned,
     AckFailed,
     NakFailed,
+    /// A timer's tick that arrived while its previous tick still ran on this instance.
+    Skipped,
 }
 
 impl Outcome {
@@ -1147,6 +1155,7 @@ impl Outcome {
             Outcome::Abandoned => "abandoned",
             Outcome::AckFailed => "ack_failed",
             Outcome::NakFailed => "nak_failed",
+            Outcome::Skipped => "skipped",
         }
     }
 }
@@ -1266,8 +1275,31 @@ async fn handle(
         };
     }
     let span = match lane.source {
+        Source::Async if endpoint.kind == EndpointKind::Timer => span!("natsgen.timer"),
         Source::Async => span!("natsgen.async"),
         Source::Shared { .. } | Source::Broadcast { .. } => span!("natsgen.event"),
+    };
+    // A tick of a timer still running on this instance is not run beside it: acked unrun.
+    let mut ticking = if endpoint.kind == EndpointKind::Timer {
+        match lane.runtime.start_tick(index) {
+            Some(ticking) => Some(ticking),
+            None => {
+                async {
+                    let outcome = if lane.ack(&reply).await {
+                        Outcome::Skipped
+                    } else {
+                        Outcome::AckFailed
+                    };
+                    tracing::Span::current().record("outcome", outcome.as_str());
+                    tracing::debug!("skipped: the previous tick still runs on this instance");
+                }
+                .instrument(span)
+                .await;
+                return;
+            }
+        }
+    } else {
+        None
     };
     async {
         let backoff = Duration::from_millis(endpoint.retry.backoff_ms);
@@ -1298,6 +1330,7 @@ async fn handle(
                     // The handler is done: its slot goes back before the ack's confirmation
                     // is awaited (the consumer's max_ack_pending bounds those in flight).
                     drop(permit.take());
+                    drop(ticking.take());
                     let outcome = if lane.ack(&reply).await {
                         Outcome::Ok
                     } else {
@@ -1341,6 +1374,7 @@ async fn handle(
             }
         };
         drop(permit.take());
+        drop(ticking.take());
         if returned > 0 && matches!(outcome, Outcome::Ok | Outcome::DeadLettered) {
             lane.forget_returns(&info).await;
         }

@@ -182,6 +182,26 @@ async def main(url):
     subjects = {e["subject"] for e in info["endpoints"]}
     check("order_service.rpc.process_payment" in subjects, "INFO lists the RPC endpoints", subjects)
 
+    # Timers: a scope-service timer is listed with its period and scope, and its ticks are async
+    # calls on <service>.async.<timer>, deduplicated by Nats-Msg-Id <timer>:<tick>.
+    reply = await request(nc, "$SRV.INFO.inventory_service", b"")
+    info = json.loads(reply.data)
+    timers = [e for e in info["endpoints"] if e["metadata"].get("kind") == "timer"]
+    check(
+        [(e["name"], e["subject"], e["metadata"].get("every_ms"), e["metadata"].get("scope")) for e in timers]
+        == [("stock_report", "inventory_service.async.stock_report", "30000", "service")],
+        "INFO lists the timer with its period and scope",
+        timers,
+    )
+    tick = {"Nats-Msg-Id": "stock_report:1"}
+    ack1 = await js.publish("inventory_service.async.stock_report", b'{"tick":1}', headers=tick)
+    ack2 = await js.publish("inventory_service.async.stock_report", b'{"tick":1}', headers=tick)
+    check(
+        ack1.stream == "ASYNC_inventory_service" and not ack1.duplicate and ack2.duplicate,
+        "a tick is stored in the service's work queue once per tick id",
+        (ack1, ack2),
+    )
+
     await nc.drain()
     print(f"{len(checks)} passed, 0 failed")
 

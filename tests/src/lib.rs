@@ -80,6 +80,12 @@ pub mod store {
 pub mod faults {
     natsgen::include_schema!("faults");
 }
+/// Generated from the `timers` schema.
+#[deny(missing_docs)]
+#[warn(clippy::pedantic)]
+pub mod timers {
+    natsgen::include_schema!("timers");
+}
 
 pub mod benchkit;
 pub mod chaos;

@@ -4,8 +4,8 @@
 //! Schemas are built at random (seeded, so a failure reproduces) from adversarial names: Rust
 //! keywords and reserved words, prelude and std names, every local, field, parameter and generic
 //! name the generated code uses, names that meet only after case conversion, names of generated
-//! items and their suffixes, with wildcard handlers, imports, nested and recursive types and every
-//! scalar. Each is run through `load` (what `natsgen check` runs); every accepted one is generated
+//! items and their suffixes, with wildcard handlers, timers, imports, nested and recursive types
+//! and every scalar. Each is run through `load` (what `natsgen check` runs); every accepted one is generated
 //! and compiled, a few dozen to a crate, under `#![deny(warnings, missing_docs)]` with clippy's
 //! default and pedantic lints (and every other crate also under `#![no_implicit_prelude]`). A schema that fails is shrunk —
 //! services, methods, handlers, types, fields, ... dropped while it still fails — and the test
@@ -482,6 +482,8 @@ struct ServiceDecl {
     description: Option<String>,
     methods: Vec<MethodDecl>,
     handlers: Vec<HandlerDecl>,
+    /// Timers: name and the rest of the mapping (`every: 1s, scope: instance`).
+    timers: Vec<(String, &'static str)>,
 }
 
 #[derive(Clone, Debug)]
@@ -590,7 +592,11 @@ impl Package {
         if !self.services.is_empty() {
             out.push_str("services:\n");
             for s in &self.services {
-                if s.methods.is_empty() && s.handlers.is_empty() && s.description.is_none() {
+                if s.methods.is_empty()
+                    && s.handlers.is_empty()
+                    && s.timers.is_empty()
+                    && s.description.is_none()
+                {
                     let _ = writeln!(out, "  {}: {{}}", q(&s.name));
                     continue;
                 }
@@ -642,6 +648,12 @@ impl Package {
                             );
                         }
                     }
+                }
+                if !s.timers.is_empty() {
+                    out.push_str("    timers:\n");
+                }
+                for (name, options) in &s.timers {
+                    let _ = writeln!(out, "      {}: {{{options}}}", q(name));
                 }
             }
         }
@@ -845,11 +857,28 @@ impl Gen {
                         }),
                     })
                     .collect();
+                let n_timers = if self.rng.chance(20) {
+                    1 + self.rng.below(2)
+                } else {
+                    0
+                };
+                let timers = (0..n_timers)
+                    .map(|_| {
+                        let options = *self.rng.pick(&[
+                            "every: 1s",
+                            "every: 30s, scope: instance",
+                            "every: 2m, description: A \"timer\" */ {}",
+                            "every: 1h, retry: {max_attempts: 2, backoff: 10ms}",
+                        ]);
+                        (self.snake(), options)
+                    })
+                    .collect();
                 ServiceDecl {
                     name,
                     description: self.description(10),
                     methods,
                     handlers,
+                    timers,
                 }
             })
             .collect();
@@ -935,6 +964,11 @@ fn smaller_packages(p: &Package) -> Vec<Package> {
         for i in 0..s.handlers.len() {
             with(&|c| {
                 c.services[si].handlers.remove(i);
+            });
+        }
+        for i in 0..s.timers.len() {
+            with(&|c| {
+                c.services[si].timers.remove(i);
             });
         }
         if s.description.is_some() {
