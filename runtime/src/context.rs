@@ -95,19 +95,14 @@ impl Context {
             (asked, limit) => asked.or(limit),
         };
         let call_id = parsed.call_id.unwrap_or_else(crate::ids::new_call_id);
-        #[cfg(feature = "otel")]
-        let otel = crate::otel::handler_context(
+        #[cfg_attr(not(feature = "otel"), allow(unused_variables))]
+        let (trace, otel) = handler_trace(
             headers.as_ref(),
-            service,
-            method,
-            subject.as_str(),
+            (service, method, subject.as_str()),
             &call_id,
             true,
+            parsed.trace,
         );
-        #[cfg(feature = "otel")]
-        let trace = crate::otel::trace_parent_of(&otel).or(parsed.trace);
-        #[cfg(not(feature = "otel"))]
-        let trace = parsed.trace;
         Context {
             inner: Arc::new(Inner {
                 call_id,
@@ -117,7 +112,7 @@ impl Context {
                 service,
                 method,
                 backend,
-                trace: trace.unwrap_or_else(TraceParent::new_root),
+                trace,
                 subject,
                 attempt: 1,
                 headers,
@@ -144,19 +139,14 @@ impl Context {
             .call_id
             .or_else(|| call_id_of_message_id(headers.as_ref()?, method))
             .unwrap_or_else(crate::ids::new_call_id);
-        #[cfg(feature = "otel")]
-        let otel = crate::otel::handler_context(
+        #[cfg_attr(not(feature = "otel"), allow(unused_variables))]
+        let (trace, otel) = handler_trace(
             headers.as_ref(),
-            service,
-            method,
-            subject.as_str(),
+            (service, method, subject.as_str()),
             &call_id,
             false,
+            parsed.trace,
         );
-        #[cfg(feature = "otel")]
-        let trace = crate::otel::trace_parent_of(&otel).or(parsed.trace);
-        #[cfg(not(feature = "otel"))]
-        let trace = parsed.trace;
         Context {
             inner: Arc::new(Inner {
                 call_id,
@@ -165,7 +155,7 @@ impl Context {
                 service,
                 method,
                 backend,
-                trace: trace.unwrap_or_else(TraceParent::new_root),
+                trace,
                 subject,
                 attempt: attempt.max(1),
                 headers,
@@ -592,6 +582,35 @@ fn truncated(value: &str) -> &str {
         end -= 1;
     }
     &value[..end]
+}
+
+/// A handler's trace: with the `otel` feature its OpenTelemetry context (a child of the caller's,
+/// read from `headers`) and that span's ids; without, the caller's `traceparent` (`wire`)
+/// continued, or a new root.
+#[cfg(feature = "otel")]
+fn handler_trace(
+    headers: Option<&HeaderMap>,
+    (service, method, subject): (&'static str, &'static str, &str),
+    call_id: &str,
+    rpc: bool,
+    wire: Option<TraceParent>,
+) -> (TraceParent, opentelemetry::Context) {
+    let otel = crate::otel::handler_context(headers, service, method, subject, call_id, rpc);
+    let trace = crate::otel::trace_parent_of(&otel)
+        .or(wire)
+        .unwrap_or_else(TraceParent::new_root);
+    (trace, otel)
+}
+
+#[cfg(not(feature = "otel"))]
+fn handler_trace(
+    _headers: Option<&HeaderMap>,
+    _endpoint: (&'static str, &'static str, &str),
+    _call_id: &str,
+    _rpc: bool,
+    wire: Option<TraceParent>,
+) -> (TraceParent, ()) {
+    (wire.unwrap_or_else(TraceParent::new_root), ())
 }
 
 #[cfg(test)]
