@@ -471,21 +471,25 @@ where
             descriptor,
             timeout,
         };
-        let result = match retry {
-            None => {
+        // A disabled span is not entered: the attempt runs as it is, without a wrapper.
+        let result = match (retry, span.is_disabled()) {
+            (None, true) => call.once(headers, payload, timeout).await,
+            (None, false) => {
                 call.once(headers, payload, timeout)
                     .instrument(span.clone())
                     .await
             }
-            Some(retry) => {
+            (Some(retry), _) => {
                 call.with_retries(retry, headers, payload)
                     .instrument(span.clone())
                     .await
             }
         };
         let outcome = call_outcome(&result);
-        span.record("outcome", outcome);
-        span.record("duration_us", started.elapsed().as_micros() as u64);
+        if !span.is_disabled() {
+            span.record("outcome", outcome);
+            span.record("duration_us", started.elapsed().as_micros() as u64);
+        }
         core.complete_hooks(
             descriptor.name,
             crate::service::EndpointKind::Rpc,

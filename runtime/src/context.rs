@@ -1,7 +1,7 @@
 //! The per-call [`Context`] a handler receives.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use async_nats::header::HeaderValue;
@@ -29,7 +29,9 @@ pub struct Context {
 }
 
 struct Inner {
-    call_id: String,
+    /// Made on first use when the caller sent none, so a call nobody asks the id of (no tracing
+    /// span, no nested call, no error reply) costs no id.
+    call_id: OnceLock<String>,
     caller_chain: Vec<String>,
     deadline: Option<Instant>,
     service: &'static str,
@@ -60,7 +62,7 @@ impl Context {
     pub fn new(connection: &Connection) -> Self {
         Context {
             inner: Arc::new(Inner {
-                call_id: crate::ids::new_call_id(),
+                call_id: OnceLock::from(crate::ids::new_call_id()),
                 caller_chain: Vec::new(),
                 deadline: None,
                 service: "",
@@ -94,7 +96,7 @@ impl Context {
             (Some(asked), Some(limit)) => Some(asked.min(limit)),
             (asked, limit) => asked.or(limit),
         };
-        let call_id = parsed.call_id.unwrap_or_else(crate::ids::new_call_id);
+        let call_id = call_id_cell(parsed.call_id);
         #[cfg_attr(not(feature = "otel"), allow(unused_variables))]
         let (trace, otel) = handler_trace(
             headers.as_ref(),
@@ -135,10 +137,11 @@ impl Context {
         attempt: u32,
     ) -> Self {
         let parsed = ParsedHeaders::parse(headers.as_ref(), service, method, false);
-        let call_id = parsed
-            .call_id
-            .or_else(|| call_id_of_message_id(headers.as_ref()?, method))
-            .unwrap_or_else(crate::ids::new_call_id);
+        let call_id = call_id_cell(
+            parsed
+                .call_id
+                .or_else(|| call_id_of_message_id(headers.as_ref()?, method)),
+        );
         #[cfg_attr(not(feature = "otel"), allow(unused_variables))]
         let (trace, otel) = handler_trace(
             headers.as_ref(),
@@ -182,7 +185,7 @@ impl Context {
     ) -> Self {
         Context {
             inner: Arc::new(Inner {
-                call_id: call_id.unwrap_or_else(crate::ids::new_call_id),
+                call_id: call_id_cell(call_id),
                 caller_chain,
                 deadline,
                 service,
@@ -331,7 +334,7 @@ impl Context {
 
     /// The id of this call.
     pub fn call_id(&self) -> &str {
-        &self.inner.call_id
+        self.inner.call_id.get_or_init(crate::ids::new_call_id)
     }
 
     /// The call ids of the calls that led to this one, outermost first (empty for a call made
@@ -418,7 +421,8 @@ impl Context {
         let inner = &self.inner;
         Context {
             inner: Arc::new(Inner {
-                call_id: inner.call_id.clone(),
+                // Made now if it was not yet, so both contexts carry the same id.
+                call_id: OnceLock::from(self.call_id().to_owned()),
                 caller_chain: inner.caller_chain.clone(),
                 deadline,
                 service: inner.service,
@@ -444,7 +448,7 @@ impl Context {
             value.push_str(id);
             value.push(',');
         }
-        value.push_str(&self.inner.call_id);
+        value.push_str(self.call_id());
         value
     }
 }
@@ -452,7 +456,7 @@ impl Context {
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("call_id", &self.inner.call_id)
+            .field("call_id", &self.call_id())
             .field("caller_chain", &self.inner.caller_chain)
             .field("remaining", &self.remaining())
             .field("service", &self.inner.service)
@@ -591,10 +595,12 @@ fn truncated(value: &str) -> &str {
 fn handler_trace(
     headers: Option<&HeaderMap>,
     (service, method, subject): (&'static str, &'static str, &str),
-    call_id: &str,
+    call_id: &OnceLock<String>,
     rpc: bool,
     wire: Option<TraceParent>,
 ) -> (TraceParent, opentelemetry::Context) {
+    // The span carries the call id, so it is made now.
+    let call_id = call_id.get_or_init(crate::ids::new_call_id);
     let otel = crate::otel::handler_context(headers, service, method, subject, call_id, rpc);
     let trace = crate::otel::trace_parent_of(&otel)
         .or(wire)
@@ -602,11 +608,16 @@ fn handler_trace(
     (trace, otel)
 }
 
+/// The call id a caller sent, or an empty cell that makes one on first use.
+fn call_id_cell(sent: Option<String>) -> OnceLock<String> {
+    sent.map_or_else(OnceLock::new, OnceLock::from)
+}
+
 #[cfg(not(feature = "otel"))]
 fn handler_trace(
     _headers: Option<&HeaderMap>,
     _endpoint: (&'static str, &'static str, &str),
-    _call_id: &str,
+    _call_id: &OnceLock<String>,
     _rpc: bool,
     wire: Option<TraceParent>,
 ) -> (TraceParent, ()) {

@@ -599,6 +599,19 @@ async fn dispatch(
             None
         }
     };
+    let permit = match permit {
+        // Without middleware, the handler's own (boxed) future is all that is started: its
+        // first poll runs here, and only a pending one moves into a task.
+        Some(permit) if runtime.middleware.is_empty() => {
+            let call = Call {
+                index,
+                reply,
+                received,
+            };
+            return handle_inline(runtime, endpoint, call, message, (permit, guard)).await;
+        }
+        permit => permit,
+    };
     let queued = permit.is_none();
     let mut call = Box::pin(handle(
         Arc::clone(runtime),
@@ -638,17 +651,13 @@ async fn dispatch(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn handle(
-    runtime: Arc<ServiceRuntime>,
+/// The context of a request, and its `natsgen.rpc` span.
+fn request_context(
+    runtime: &ServiceRuntime,
     endpoint: &'static EndpointDescriptor,
-    index: usize,
-    mut message: Message,
-    reply: Subject,
+    message: &mut Message,
     received: Instant,
-    permit: Option<OwnedSemaphorePermit>,
-    _guard: mpsc::Sender<()>,
-) {
+) -> (Context, tracing::Span) {
     let service = runtime.descriptor.name;
     let ctx = Context::from_request(
         Backend::Nats(runtime.connection.clone()),
@@ -667,6 +676,129 @@ async fn handle(
         outcome = tracing::field::Empty,
         duration_us = tracing::field::Empty,
     );
+    (ctx, span)
+}
+
+/// Handles a call that has its handler slot, on a host without middleware: the handler's own
+/// future (boxed once, by the generated binding) is polled here, in the endpoint's loop, and
+/// the call is answered at once if that poll finishes it. Only a pending handler moves into a
+/// task of its own, with its deadline.
+async fn handle_inline(
+    runtime: &Arc<ServiceRuntime>,
+    endpoint: &'static EndpointDescriptor,
+    call: Call,
+    mut message: Message,
+    (permit, guard): (OwnedSemaphorePermit, &mpsc::Sender<()>),
+) {
+    let (ctx, span) = request_context(runtime, endpoint, &mut message, call.received);
+    let caller_view = ctx.clone();
+    let deadline = ctx.deadline();
+    #[cfg(feature = "otel")]
+    let otel = ctx.otel_context().clone();
+    let started = if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+        Err(ServiceError::deadline_exceeded(
+            "the caller's deadline passed before the call started",
+        ))
+    } else {
+        start_handler(&*runtime.service, call.index, ctx, message.payload)
+    };
+    let result = match started {
+        Err(error) => Err(error),
+        Ok(mut handler) => {
+            let first = std::future::poll_fn(|cx| {
+                let _entered = span.enter();
+                #[cfg(feature = "otel")]
+                let _attached = otel.clone().attach();
+                Poll::Ready(handler.poll_unpin(cx))
+            })
+            .await;
+            match first {
+                Poll::Ready(finished) => finished.unwrap_or_else(|panic| Err(panicked(panic))),
+                Poll::Pending => {
+                    let runtime = Arc::clone(runtime);
+                    let guard = guard.clone();
+                    let rest = async move {
+                        #[cfg(feature = "otel")]
+                        let handler = {
+                            use opentelemetry::context::FutureExt as _;
+                            handler.with_context(otel.clone())
+                        };
+                        let result = finish_handler(handler, deadline).await;
+                        #[cfg(feature = "otel")]
+                        crate::otel::finish(&otel, result.as_ref().err());
+                        answer(&runtime, call, &caller_view, result).await;
+                        drop(permit);
+                        drop(guard);
+                    };
+                    tokio::spawn(rest.instrument(span));
+                    return;
+                }
+            }
+        }
+    };
+    #[cfg(feature = "otel")]
+    crate::otel::finish(&otel, result.as_ref().err());
+    if span.is_disabled() {
+        answer(runtime, call, &caller_view, result).await;
+    } else {
+        answer(runtime, call, &caller_view, result)
+            .instrument(span)
+            .await;
+    }
+    drop(permit);
+}
+
+/// A started handler: its future, made movable and `'static`, with its panics caught.
+type Started = futures_util::future::CatchUnwind<
+    AssertUnwindSafe<crate::service::BoxFuture<Result<Bytes, ServiceError>>>,
+>;
+
+/// Starts the handler of endpoint `index` without middleware; a panic while making its future
+/// is an `internal` error.
+fn start_handler(
+    service: &dyn Service,
+    index: usize,
+    ctx: Context,
+    payload: Bytes,
+) -> Result<Started, ServiceError> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| service.call(index, ctx, payload))) {
+        Ok(future) => Ok(AssertUnwindSafe(future).catch_unwind()),
+        Err(panic) => Err(panicked(panic)),
+    }
+}
+
+/// Runs a started handler that did not finish on its first poll, until it does or `deadline`
+/// passes (then it is cancelled: `deadline_exceeded`).
+async fn finish_handler<F>(handler: F, deadline: Option<Instant>) -> Result<Bytes, ServiceError>
+where
+    F: Future<Output = std::thread::Result<Result<Bytes, ServiceError>>>,
+{
+    let finished = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, handler).await {
+            Ok(finished) => finished,
+            Err(_) => {
+                return Err(ServiceError::deadline_exceeded(
+                    "the handler did not finish before the caller's deadline and was cancelled",
+                ))
+            }
+        },
+        None => handler.await,
+    };
+    finished.unwrap_or_else(|panic| Err(panicked(panic)))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    runtime: Arc<ServiceRuntime>,
+    endpoint: &'static EndpointDescriptor,
+    index: usize,
+    mut message: Message,
+    reply: Subject,
+    received: Instant,
+    permit: Option<OwnedSemaphorePermit>,
+    _guard: mpsc::Sender<()>,
+) {
+    let (ctx, span) = request_context(&runtime, endpoint, &mut message, received);
     // An Arc clone: the call id is only read again when the reply is an internal error.
     let caller_view = ctx.clone();
     async move {
@@ -693,71 +825,95 @@ async fn handle(
         } else {
             run_handler(&runtime, index, ctx, message.payload, deadline).await
         };
-
-        let outcome = match result {
-            Ok(body) => {
-                match publish_reply(&runtime.connection, &caller_view, &reply, body).await {
-                    Ok(()) => {
-                        runtime.stats.record(index, received.elapsed(), None);
-                        Cow::Borrowed("ok")
-                    }
-                    Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                        let error = ServiceError::payload_too_large(format!(
-                            "the result is larger than the server's max_payload of {} bytes",
-                            runtime.connection.max_payload()
-                        ));
-                        tracing::warn!(%error, "reply too large");
-                        send_error(&runtime.connection, reply, &error).await;
-                        runtime
-                            .stats
-                            .record(index, received.elapsed(), Some(&error));
-                        Cow::Borrowed(ServiceError::PAYLOAD_TOO_LARGE)
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "failed to send the reply");
-                        let error =
-                            ServiceError::internal(format!("failed to send the reply: {error}"));
-                        runtime
-                            .stats
-                            .record(index, received.elapsed(), Some(&error));
-                        Cow::Borrowed("reply_failed")
-                    }
-                }
-            }
-            Err(error) => {
-                if error.code() >= 500 {
-                    tracing::warn!(%error, "call failed");
-                } else {
-                    tracing::debug!(%error, "call answered with an error");
-                }
-                send_error_with(
-                    &runtime.connection,
-                    reply,
-                    &for_caller(&error, caller_view.call_id()),
-                    caller_view.take_reply_headers(),
-                )
-                .await;
-                runtime
-                    .stats
-                    .record(index, received.elapsed(), Some(&error));
-                match error.kind() {
-                    ServiceError::INTERNAL => Cow::Borrowed(ServiceError::INTERNAL),
-                    ServiceError::BAD_REQUEST => Cow::Borrowed(ServiceError::BAD_REQUEST),
-                    ServiceError::DEADLINE_EXCEEDED => {
-                        Cow::Borrowed(ServiceError::DEADLINE_EXCEEDED)
-                    }
-                    // Declared errors: their name (only this path allocates).
-                    kind => Cow::Owned(kind.to_owned()),
-                }
-            }
+        let call = Call {
+            index,
+            reply,
+            received,
         };
-        let span = tracing::Span::current();
-        span.record("outcome", &*outcome);
-        span.record("duration_us", received.elapsed().as_micros() as u64);
-        tracing::debug!(outcome = &*outcome, "handled");
+        answer(&runtime, call, &caller_view, result).await;
     }
     .instrument(span)
     .await;
+}
+
+/// What identifies one RPC call to its reply.
+struct Call {
+    index: usize,
+    reply: Subject,
+    received: Instant,
+}
+
+/// Answers a call with its handler's `result`, counts it in the stats and records its outcome
+/// on the current span.
+async fn answer(
+    runtime: &ServiceRuntime,
+    call: Call,
+    caller_view: &Context,
+    result: Result<Bytes, ServiceError>,
+) {
+    let Call {
+        index,
+        reply,
+        received,
+    } = call;
+    let outcome = match result {
+        Ok(body) => match publish_reply(&runtime.connection, caller_view, &reply, body).await {
+            Ok(()) => {
+                runtime.stats.record(index, received.elapsed(), None);
+                Cow::Borrowed("ok")
+            }
+            Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                let error = ServiceError::payload_too_large(format!(
+                    "the result is larger than the server's max_payload of {} bytes",
+                    runtime.connection.max_payload()
+                ));
+                tracing::warn!(%error, "reply too large");
+                send_error(&runtime.connection, reply, &error).await;
+                runtime
+                    .stats
+                    .record(index, received.elapsed(), Some(&error));
+                Cow::Borrowed(ServiceError::PAYLOAD_TOO_LARGE)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "failed to send the reply");
+                let error = ServiceError::internal(format!("failed to send the reply: {error}"));
+                runtime
+                    .stats
+                    .record(index, received.elapsed(), Some(&error));
+                Cow::Borrowed("reply_failed")
+            }
+        },
+        Err(error) => {
+            if error.code() >= 500 {
+                tracing::warn!(%error, "call failed");
+            } else {
+                tracing::debug!(%error, "call answered with an error");
+            }
+            send_error_with(
+                &runtime.connection,
+                reply,
+                &for_caller(&error, caller_view.call_id()),
+                caller_view.take_reply_headers(),
+            )
+            .await;
+            runtime
+                .stats
+                .record(index, received.elapsed(), Some(&error));
+            match error.kind() {
+                ServiceError::INTERNAL => Cow::Borrowed(ServiceError::INTERNAL),
+                ServiceError::BAD_REQUEST => Cow::Borrowed(ServiceError::BAD_REQUEST),
+                ServiceError::DEADLINE_EXCEEDED => Cow::Borrowed(ServiceError::DEADLINE_EXCEEDED),
+                // Declared errors: their name (only this path allocates).
+                kind => Cow::Owned(kind.to_owned()),
+            }
+        }
+    };
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("outcome", &*outcome);
+        span.record("duration_us", received.elapsed().as_micros() as u64);
+    }
+    tracing::debug!(outcome = &*outcome, "handled");
 }
 
 /// Runs the handler of endpoint `index` (through the host's middleware) until it finishes or
@@ -839,18 +995,7 @@ pub(crate) async fn run_endpoint(
     if let Poll::Ready(finished) = poll_once(future.as_mut()).await {
         return finished.unwrap_or_else(|panic| Err(panicked(panic)));
     }
-    let finished = match deadline {
-        Some(deadline) => match tokio::time::timeout_at(deadline, future).await {
-            Ok(finished) => finished,
-            Err(_) => {
-                return Err(ServiceError::deadline_exceeded(
-                    "the handler did not finish before the caller's deadline and was cancelled",
-                ))
-            }
-        },
-        None => future.await,
-    };
-    finished.unwrap_or_else(|panic| Err(panicked(panic)))
+    finish_handler(future, deadline).await
 }
 
 /// Polls `future` once, in the calling task.

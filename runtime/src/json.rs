@@ -13,6 +13,8 @@ mod checked;
 use std::fmt;
 use std::marker::PhantomData;
 
+use std::io::Write as _;
+
 use bytes::Bytes;
 use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, Visitor};
 use serde::ser::{
@@ -45,12 +47,12 @@ pub(crate) fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, serde_jso
 
 /// Encodes the params object of a request.
 pub fn encode_params<T: Serialize + ?Sized>(params: &T) -> Result<Bytes, Error> {
-    let mut buffer = Vec::with_capacity(128);
-    serde_json::to_writer(&mut buffer, &Finite(params)).map_err(|error| Error::Encode {
-        what: "the call's params",
-        reason: error.to_string(),
-    })?;
-    Ok(Bytes::from(buffer))
+    scratch::encode(|out| serde_json::to_writer(out, &Finite(params))).map_err(|error| {
+        Error::Encode {
+            what: "the call's params",
+            reason: error.to_string(),
+        }
+    })
 }
 
 /// Encodes any value as JSON; a non-finite float anywhere in it is an error.
@@ -58,26 +60,73 @@ pub(crate) fn encode_value<T: Serialize + ?Sized>(
     value: &T,
     what: &'static str,
 ) -> Result<Bytes, Error> {
-    let mut buffer = Vec::with_capacity(128);
-    serde_json::to_writer(&mut buffer, &Finite(value)).map_err(|error| Error::Encode {
-        what,
-        reason: error.to_string(),
-    })?;
-    Ok(Bytes::from(buffer))
+    scratch::encode(|out| serde_json::to_writer(out, &Finite(value))).map_err(|error| {
+        Error::Encode {
+            what,
+            reason: error.to_string(),
+        }
+    })
 }
 
 /// Encodes a success reply, `{"result": <value>}`. A non-finite float anywhere in the value is an
 /// `internal` error.
 pub fn encode_result<T: Serialize + ?Sized>(result: &T) -> Result<Bytes, ServiceError> {
-    let mut buffer = Vec::with_capacity(128);
-    buffer.extend_from_slice(b"{\"result\":");
-    serde_json::to_writer(&mut buffer, &Finite(result)).map_err(|error| {
+    scratch::encode(|out| {
+        out.write_all(b"{\"result\":")
+            .map_err(serde_json::Error::io)?;
+        serde_json::to_writer(&mut *out, &Finite(result))?;
+        out.write_all(b"}").map_err(serde_json::Error::io)
+    })
+    .map_err(|error| {
         ServiceError::internal(format!(
             "the handler's result does not encode as JSON: {error}"
         ))
-    })?;
-    buffer.push(b'}');
-    Ok(Bytes::from(buffer))
+    })
+}
+
+/// Encoding into shared chunks: every encoded body is a slice of a per-thread buffer of
+/// [`CHUNK`](scratch::CHUNK) bytes, so a body costs no allocation of its own (a chunk is freed
+/// when the last body cut from it is dropped) and sending it, which clones it, only counts a
+/// reference.
+mod scratch {
+    use std::cell::RefCell;
+
+    use bytes::{BufMut, Bytes, BytesMut};
+
+    /// The size of a chunk; a body larger than what is left of one gets a buffer of its own.
+    pub(super) const CHUNK: usize = 8 * 1024;
+    /// Below this much room, the next body starts a new chunk.
+    const LOW: usize = 512;
+
+    thread_local! {
+        static BUFFER: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    }
+
+    /// The bytes `write` writes. A failed (or panicking) write leaves nothing behind: what it
+    /// wrote is cleared before the next body.
+    pub(super) fn encode<E>(
+        write: impl FnOnce(&mut bytes::buf::Writer<&mut BytesMut>) -> Result<(), E>,
+    ) -> Result<Bytes, E> {
+        let encode_into = |buffer: &mut BytesMut| {
+            buffer.clear();
+            if buffer.capacity() < LOW {
+                *buffer = BytesMut::with_capacity(CHUNK);
+            }
+            let result = write(&mut (&mut *buffer).writer());
+            match result {
+                Ok(()) => Ok(buffer.split().freeze()),
+                Err(error) => {
+                    buffer.clear();
+                    Err(error)
+                }
+            }
+        };
+        BUFFER.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buffer) => encode_into(&mut buffer),
+            // A `Serialize` impl that encodes a body itself: that one gets a buffer of its own.
+            Err(_) => encode_into(&mut BytesMut::new()),
+        })
+    }
 }
 
 /// A declared error (code 422, [`ServiceError::DECLARED_CODE`]) with structured details.
@@ -575,6 +624,35 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn bodies_cut_from_one_chunk_stay_whole() {
+        let bodies: Vec<(u32, Bytes)> = (0..2_000)
+            .map(|n| (n, encode_params(&BTreeMap::from([("n", n)])).unwrap()))
+            .collect();
+        for (n, body) in &bodies {
+            assert_eq!(&body[..], format!("{{\"n\":{n}}}").as_bytes());
+        }
+        // A body larger than a chunk, between small ones.
+        let large = "x".repeat(3 * scratch::CHUNK);
+        let before = encode_result(&1).unwrap();
+        let big = encode_result(&large).unwrap();
+        let after = encode_result(&2).unwrap();
+        assert_eq!(&before[..], b"{\"result\":1}");
+        assert_eq!(big.len(), large.len() + b"{\"result\":\"\"}".len());
+        assert_eq!(&after[..], b"{\"result\":2}");
+    }
+
+    #[test]
+    fn a_failed_encoding_leaves_nothing_in_the_next_body() {
+        assert!(encode_params(&BTreeMap::from([("x", f64::NAN)])).is_err());
+        assert!(encode_result(&[1.0, f64::INFINITY]).is_err());
+        assert_eq!(&encode_result(&3).unwrap()[..], b"{\"result\":3}");
+        assert_eq!(
+            &encode_params(&BTreeMap::from([("a", 1)])).unwrap()[..],
+            b"{\"a\":1}"
+        );
+    }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
     struct Sample {

@@ -81,9 +81,14 @@ const RAW_EVENT_SUBJECT: &str = "rawbench.tick";
 /// and with confirmed acks.
 const RAW_EVENT_SUBJECT_TASKS: &str = "rawbench.tick_tasks";
 const RAW_EVENT_SUBJECT_CONFIRMED: &str = "rawbench.tick_confirmed";
+/// Breakdown: natsgen's wire contract for events, raw: a unique `Nats-Msg-Id` on every publish,
+/// and every ack confirmed (AckSync).
+const RAW_EVENT_SUBJECT_CONTRACT: &str = "rawbench.tick_contract";
 /// Breakdown: raw responders answering from a task per request, without and with a deadline.
 const RAW_RPC_SUBJECT_SPAWNED: &str = "rawbench.rpc.spawned";
 const RAW_RPC_SUBJECT_DEADLINE: &str = "rawbench.rpc.deadline";
+/// Breakdown: a raw responder that decodes the params and encodes its result as JSON.
+const RAW_RPC_SUBJECT_JSON: &str = "rawbench.rpc.json";
 /// The subject of the `mirror` service, which a raw responder answers.
 const MIRROR_SUBJECT: &str = "mirror.rpc.ping";
 /// The echo method written with the async-nats `service` API, in this process and in the second.
@@ -485,11 +490,21 @@ async fn measure(
     variants: &mut [Variant<'_>],
 ) -> Result<(), BoxError> {
     println!("{title} ({rounds} rounds of {count})");
-    for variant in variants.iter() {
+    let only = std::env::var("NATSGEN_BENCH_VARIANTS").unwrap_or_default();
+    let chosen = |variant: &Variant<'_>| {
+        only.trim().is_empty()
+            || only
+                .split(',')
+                .any(|part| !part.trim().is_empty() && variant.label.contains(part.trim()))
+    };
+    for variant in variants.iter().filter(|variant| chosen(variant)) {
         (variant.run)(warm_up).await?;
     }
     for _ in 0..rounds {
         for variant in variants.iter_mut() {
+            if !chosen(variant) {
+                continue;
+            }
             let sample = (variant.run)(count).await?;
             variant.samples.push(sample);
         }
@@ -535,6 +550,7 @@ struct Bench {
     raw_drain_tally: Arc<Counter>,
     raw_tasks_tally: Arc<Counter>,
     raw_confirmed_tally: Arc<Counter>,
+    raw_contract_tally: Arc<Counter>,
     body: String,
     payload: Bytes,
     large_body: String,
@@ -595,6 +611,22 @@ impl Bench {
         self.raw
             .request(subject, self.large_payload.clone())
             .await?;
+        Ok(())
+    }
+
+    /// Breakdown: a raw request with the wire contract's JSON, as a typed caller of async-nats
+    /// writes it: the params encoded and the reply decoded with serde_json.
+    async fn raw_request_json(&self, seq: u64) -> Outcome {
+        let params = benchkit::PingParams {
+            seq,
+            body: self.body.clone(),
+        };
+        let payload = Bytes::from(serde_json::to_vec(&params)?);
+        let reply = self.raw.request(RAW_RPC_SUBJECT_JSON, payload).await?;
+        let reply: benchkit::PingReply = serde_json::from_slice(&reply.payload)?;
+        if reply.result != seq {
+            return Err(format!("asked for {seq}, answered {}", reply.result).into());
+        }
         Ok(())
     }
 
@@ -741,9 +773,10 @@ impl Bench {
         let counter = match subject {
             RAW_EVENT_SUBJECT_TASKS => &self.raw_tasks_tally,
             RAW_EVENT_SUBJECT_CONFIRMED => &self.raw_confirmed_tally,
+            RAW_EVENT_SUBJECT_CONTRACT => &self.raw_contract_tally,
             _ => &self.raw_tally,
         };
-        let publish = self.raw_publish(subject, n, false);
+        let publish = self.raw_publish(subject, n, subject == RAW_EVENT_SUBJECT_CONTRACT);
         self.until_handled("raw events", counter, n, publish).await
     }
 
@@ -894,6 +927,28 @@ async fn raw_consumer_with_tasks(
                     counter.hit();
                 }
                 drop(slot);
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Breakdown: a raw consumer that keeps natsgen's wire contract for events at async-nats's
+/// fastest: it handles each message in the reading task and confirms its ack (AckSync) in a
+/// task of its own, so confirmations never hold up the reading.
+async fn raw_contract_consumer(url: &str, subject: &str, counter: Arc<Counter>) -> Outcome {
+    let js = jetstream::new(async_nats::connect(url).await?);
+    let name = subject.replace('.', "_");
+    let consumer = raw_event_consumer(&js, &name, subject).await?;
+    let mut messages = consumer.messages().await?;
+    tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            let Ok(message) = message else { continue };
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                if message.double_ack().await.is_ok() {
+                    counter.hit();
+                }
             });
         }
     });
@@ -1398,6 +1453,7 @@ async fn main() -> Result<(), BoxError> {
         benchkit::raw_responder(&url, RAW_RPC_SUBJECT_SPAWNED, Answer::Spawned).await?;
         benchkit::raw_responder(&url, RAW_RPC_SUBJECT_DEADLINE, Answer::SpawnedWithDeadline)
             .await?;
+        benchkit::raw_responder(&url, RAW_RPC_SUBJECT_JSON, Answer::Json).await?;
     }
     let raw = async_nats::connect(url.as_str()).await?;
 
@@ -1438,6 +1494,7 @@ async fn main() -> Result<(), BoxError> {
         raw_drain_tally: Arc::new(Counter::default()),
         raw_tasks_tally: Arc::new(Counter::default()),
         raw_confirmed_tally: Arc::new(Counter::default()),
+        raw_contract_tally: Arc::new(Counter::default()),
         body,
         large_body,
         msg_ids: AtomicU64::new(0),
@@ -1472,6 +1529,7 @@ async fn main() -> Result<(), BoxError> {
             RAW_EVENT_SUBJECT,
             RAW_EVENT_SUBJECT_TASKS,
             RAW_EVENT_SUBJECT_CONFIRMED,
+            RAW_EVENT_SUBJECT_CONTRACT,
         ],
     )
     .await?;
@@ -1500,6 +1558,12 @@ async fn main() -> Result<(), BoxError> {
             RAW_EVENT_SUBJECT_CONFIRMED,
             true,
             Arc::clone(&bench.raw_confirmed_tally),
+        )
+        .await?;
+        raw_contract_consumer(
+            &url,
+            RAW_EVENT_SUBJECT_CONTRACT,
+            Arc::clone(&bench.raw_contract_tally),
         )
         .await?;
     }
@@ -1564,6 +1628,9 @@ async fn main() -> Result<(), BoxError> {
             }),
             Variant::new("natsgen call → raw responder", |n| {
                 b.concurrent(n, RPC_IN_FLIGHT, |seq| b.natsgen_mirror_ping(seq))
+            }),
+            Variant::new(CONTRACT_RPC, |n| {
+                b.concurrent(n, RPC_IN_FLIGHT, |seq| b.raw_request_json(seq))
             }),
         ]);
     }
@@ -1811,9 +1878,7 @@ async fn main() -> Result<(), BoxError> {
                 "raw publish + natsgen's header (a unique Nats-Msg-Id)",
                 |n| b.raw_async(n, true),
             ),
-            Variant::new("raw publish + headers, one future per call", |n| {
-                b.raw_async_per_call(n)
-            }),
+            Variant::new(CONTRACT_ASYNC, |n| b.raw_async_per_call(n)),
         ]);
     }
     if run("async") {
@@ -1868,6 +1933,9 @@ async fn main() -> Result<(), BoxError> {
                 "raw publish → raw consumer, 64 tasks, confirmed acks",
                 |n| b.raw_events(n, RAW_EVENT_SUBJECT_CONFIRMED),
             ),
+            Variant::new(CONTRACT_EVENTS, |n| {
+                b.raw_events(n, RAW_EVENT_SUBJECT_CONTRACT)
+            }),
         ]);
     }
     let spy = match breakdown && run("events") {
@@ -1963,9 +2031,87 @@ async fn main() -> Result<(), BoxError> {
         }
         print_breakdown(&sections, "vs raw");
     }
+    if breakdown {
+        let mut remainders = Vec::new();
+        if let Some((_, concurrent, _)) = alternatives
+            .iter()
+            .find(|(case, _, _)| *case == "64 in flight")
+        {
+            remainders.push(Remainder::of("rpc_64_in_flight", concurrent, CONTRACT_RPC));
+        }
+        if run("async") {
+            remainders.push(Remainder::of("async_acceptance", &durable, CONTRACT_ASYNC));
+        }
+        if run("events") {
+            remainders.push(Remainder::of("event_fanout", &events, CONTRACT_EVENTS));
+        }
+        print_remainders(&remainders.into_iter().flatten().collect::<Vec<_>>());
+    }
     targets.extend(generation_targets);
     print_targets(&targets);
     Ok(())
+}
+
+/// Breakdown: the variant that does, with raw async-nats, what natsgen's wire contract asks of
+/// request-reply (JSON params and result, encoded and decoded with serde_json).
+const CONTRACT_RPC: &str =
+    "contract: raw request, serde_json both ways → raw responder, serde_json";
+/// Breakdown: what natsgen's wire contract asks of an async call's publish, raw.
+const CONTRACT_ASYNC: &str = "contract: raw publish + a unique Nats-Msg-Id, one future per call";
+/// Breakdown: what natsgen's wire contract asks of a durable event, raw.
+const CONTRACT_EVENTS: &str =
+    "contract: raw publish + a unique Nats-Msg-Id → raw consumer, confirmed acks";
+
+/// Where the rest of a target's gap lies: raw async-nats doing what natsgen's wire contract
+/// asks (the `contract` variant), against raw and against natsgen.
+struct Remainder {
+    name: &'static str,
+    /// contract / raw: what the wire contract costs by itself.
+    contract: f64,
+    /// natsgen / contract: what natsgen's code costs beyond it.
+    natsgen: f64,
+    /// Whose work the contract's cost is.
+    owner: &'static str,
+}
+
+impl Remainder {
+    /// From a case's variants: raw first, natsgen second, and the one labelled `contract`.
+    fn of(name: &'static str, variants: &[Variant<'_>], contract: &str) -> Option<Remainder> {
+        let raw = variants.first()?.rate();
+        let natsgen = variants.get(1)?.rate();
+        let floor = variants.iter().find(|v| v.label == contract)?.rate();
+        let owner = match name {
+            "rpc_64_in_flight" => "serde_json (the JSON of the wire contract, both sides)",
+            "async_acceptance" => {
+                "nats-server (duplicate tracking of every Nats-Msg-Id) and async-nats (a \
+                 PublishAckFuture with its own timer per call)"
+            }
+            _ => {
+                "nats-server (duplicate tracking of every Nats-Msg-Id; an AckSync reply per \
+                 event) and async-nats (a request per confirmed ack)"
+            }
+        };
+        Some(Remainder {
+            name,
+            contract: floor / raw,
+            natsgen: natsgen / floor,
+            owner,
+        })
+    }
+}
+
+/// One `REMAINDER` line per missed target the breakdown measured, before the `TARGET` lines.
+fn print_remainders(remainders: &[Remainder]) {
+    if remainders.is_empty() {
+        return;
+    }
+    println!();
+    for r in remainders {
+        println!(
+            "REMAINDER {} contract/raw={:.2} natsgen/contract={:.2} contract_cost={}",
+            r.name, r.contract, r.natsgen, r.owner
+        );
+    }
 }
 
 /// The `TARGET` lines, last.

@@ -48,6 +48,9 @@ pub enum Answer {
     /// Breakdown: from a task spawned per request, under a deadline timer, as a natsgen host
     /// does.
     SpawnedWithDeadline,
+    /// Breakdown: in the reading task, decoding the params and encoding `{"result":seq}` with
+    /// serde_json, as the wire contract's JSON asks of any typed service.
+    Json,
 }
 
 /// A raw request-reply responder on its own connection, answering every request on `subject`
@@ -79,6 +82,17 @@ pub async fn raw_responder(url: &str, subject: &str, answer: Answer) -> Result<(
                         tokio::time::timeout_at(deadline, server.publish(inbox, reply)).await
                     });
                 }
+                Answer::Json => {
+                    let Ok(params) = serde_json::from_slice::<PingParams>(&request.payload) else {
+                        continue;
+                    };
+                    let Ok(body) = serde_json::to_vec(&PingReply { result: params.seq }) else {
+                        continue;
+                    };
+                    if server.publish(inbox, Bytes::from(body)).await.is_err() {
+                        break;
+                    }
+                }
             }
         }
     });
@@ -86,17 +100,19 @@ pub async fn raw_responder(url: &str, subject: &str, answer: Answer) -> Result<(
 }
 
 /// The echo method's params, as a user of async-nats would declare them.
-#[derive(Debug, Deserialize)]
-struct PingParams {
-    seq: u64,
-    #[serde(rename = "body")]
-    _body: String,
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PingParams {
+    /// The call's number.
+    pub seq: u64,
+    /// The padding.
+    pub body: String,
 }
 
 /// The echo method's reply, in natsgen's shape.
-#[derive(Debug, Serialize)]
-struct PingReply {
-    result: u64,
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PingReply {
+    /// The call's number, back.
+    pub result: u64,
 }
 
 /// The echo method written with the async-nats `service` API (`async_nats::service`) on a
