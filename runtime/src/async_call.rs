@@ -20,7 +20,6 @@ use std::future::IntoFuture;
 use std::time::Duration;
 
 use async_nats::header::HeaderValue;
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -30,7 +29,7 @@ use crate::client::{CallOptions, ClientCore};
 use crate::connection::Backend;
 use crate::headers;
 use crate::service::{BoxFuture, EndpointDescriptor, EndpointKind};
-use crate::streams::ensure_async_stream;
+use crate::streams::{ensure_async_stream, StoreError};
 use crate::{CallError, CallRetry, Context, Error, ServiceError};
 
 impl ClientCore {
@@ -203,41 +202,35 @@ impl AsyncCall {
             outcome = tracing::field::Empty,
             duration_us = tracing::field::Empty,
         );
-        let mut map = crate::client::user_headers(&options.headers)?;
+        // Checked once here; each attempt builds its headers again from them.
+        crate::client::user_headers(&options.headers)?;
         // `Nats-Msg-Id` is `<method>:<key>`. Without a key the call id is the key, and the
         // service reads it from there: it is not sent twice.
         let mut msg_id = String::with_capacity(descriptor.name.len() + 1 + 36);
         msg_id.push_str(descriptor.name);
         msg_id.push(':');
-        let call_id = match &options.idempotency_key {
+        let keyed_call_id = match &options.idempotency_key {
             Some(key) => {
+                if key.contains(['\r', '\n']) {
+                    return Err(CallError::Encode(
+                        "the idempotency key contains a line break".into(),
+                    ));
+                }
                 msg_id.push_str(key);
                 let call_id = crate::ids::new_call_id();
-                map.insert(headers::CALL_ID_NAME, HeaderValue::from(call_id.as_str()));
-                call_id
+                span.record("call_id", call_id.as_str());
+                Some(call_id)
             }
             None => {
                 crate::ids::push_call_id(&mut msg_id);
-                msg_id[descriptor.name.len() + 1..].to_owned()
+                span.record("call_id", &msg_id[descriptor.name.len() + 1..]);
+                None
             }
         };
-        let msg_id = msg_id
-            .parse::<HeaderValue>()
-            .map_err(|_| CallError::Encode("the idempotency key contains a line break".into()))?;
-        map.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
         let own_trace = headers::sets_trace_parent(&options.headers);
-        match &context {
-            Some(ctx) => headers::propagate(&mut map, ctx, !own_trace),
-            // The caller records the call: the service's records join its trace.
-            None if !span.is_disabled() && !own_trace => {
-                map.insert(
-                    headers::TRACEPARENT_NAME,
-                    headers::TraceParent::new_sampled_root().to_header_value(),
-                );
-            }
-            None => {}
-        }
-        span.record("call_id", call_id.as_str());
+        // The caller records the call: the service's records join its trace.
+        let sampled_root = (context.is_none() && !span.is_disabled() && !own_trace)
+            .then(headers::TraceParent::new_sampled_root);
         #[cfg(feature = "otel")]
         let otel = crate::otel::start_call(
             crate::otel::Outgoing::Publish {
@@ -247,8 +240,32 @@ impl AsyncCall {
             },
             context.as_ref(),
         );
-        #[cfg(feature = "otel")]
-        crate::otel::inject(&otel, &options.headers, &mut map);
+        // The headers of an attempt: built for each, so the first gets them without a copy.
+        let build_headers = || {
+            // Checked above, so nothing is left out here.
+            let mut map =
+                crate::client::user_headers::<ServiceError>(&options.headers).unwrap_or_default();
+            if let Some(call_id) = &keyed_call_id {
+                map.insert(headers::CALL_ID_NAME, HeaderValue::from(call_id.as_str()));
+            }
+            // A method name and a UUID or a key without line breaks (checked above), so `from`
+            // cannot panic.
+            map.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                HeaderValue::from(msg_id.as_str()),
+            );
+            match (&context, sampled_root) {
+                (Some(ctx), _) => headers::propagate(&mut map, ctx, !own_trace),
+                (None, Some(root)) => {
+                    map.insert(headers::TRACEPARENT_NAME, root.to_header_value());
+                }
+                (None, None) => {}
+            }
+            #[cfg(feature = "otel")]
+            crate::otel::inject(&otel, &options.headers, &mut map);
+            map
+        };
+        let map = build_headers();
         let connection = match core.backend() {
             Backend::Nats(connection) => connection,
             Backend::InProcess(hub) => {
@@ -279,14 +296,26 @@ impl AsyncCall {
         let publish = Publish {
             core: &core,
             descriptor,
-            headers: map,
             payload,
             timeout,
+            headers: &build_headers,
         };
-        let result = publish.with_retries(retry).instrument(span.clone()).await;
+        // A call without retries sends its headers as they are; a disabled span is not entered.
+        let result = match (retry.allows_another(1), span.is_disabled()) {
+            (false, true) => publish.once(map, timeout).await,
+            (false, false) => publish.once(map, timeout).instrument(span.clone()).await,
+            (true, _) => {
+                publish
+                    .with_retries(retry, map)
+                    .instrument(span.clone())
+                    .await
+            }
+        };
         let outcome = crate::client::call_outcome(&result);
-        span.record("outcome", outcome);
-        span.record("duration_us", started.elapsed().as_micros() as u64);
+        if !span.is_disabled() {
+            span.record("outcome", outcome);
+            span.record("duration_us", started.elapsed().as_micros() as u64);
+        }
         core.complete_hooks(
             descriptor.name,
             crate::service::EndpointKind::Async,
@@ -304,14 +333,15 @@ impl AsyncCall {
 struct Publish<'a> {
     core: &'a ClientCore,
     descriptor: &'static EndpointDescriptor,
-    headers: HeaderMap,
     payload: Bytes,
     /// The whole call's timeout.
     timeout: Duration,
+    /// Builds the headers of another attempt (the same `Nats-Msg-Id`).
+    headers: &'a (dyn Fn() -> HeaderMap + Sync),
 }
 
 impl Publish<'_> {
-    async fn with_retries(&self, retry: CallRetry) -> Result<(), CallError> {
+    async fn with_retries(&self, retry: CallRetry, first: HeaderMap) -> Result<(), CallError> {
         let deadline = Instant::now().checked_add(self.timeout);
         let remaining = || {
             deadline.map_or(self.timeout, |deadline| {
@@ -319,9 +349,11 @@ impl Publish<'_> {
             })
         };
         let mut attempt = 1;
+        let mut first = Some(first);
         loop {
             let attempt_started = Instant::now();
-            let error = match self.once(remaining()).await {
+            let headers = first.take().unwrap_or_else(self.headers);
+            let error = match self.once(headers, remaining()).await {
                 Ok(()) => return Ok(()),
                 Err(error) => error,
             };
@@ -342,7 +374,7 @@ impl Publish<'_> {
     }
 
     /// One attempt, waiting at most `wait` for the PubAck (and for creating the stream).
-    async fn once(&self, wait: Duration) -> Result<(), CallError> {
+    async fn once(&self, headers: HeaderMap, wait: Duration) -> Result<(), CallError> {
         let service = self.core.descriptor().name;
         let method = self.descriptor.name;
         let Backend::Nats(connection) = self.core.backend() else {
@@ -364,47 +396,50 @@ impl Publish<'_> {
                 CallError::Disconnected
             }
         };
-        let js = connection.async_call_jetstream();
         let attempt = async {
             let mut created = false;
+            // The headers move into the first publish; the one after creating the stream
+            // builds them again.
+            let mut headers = Some(headers);
             loop {
-                let result = match js
-                    .publish_with_headers(
-                        self.descriptor.subject,
-                        self.headers.clone(),
-                        self.payload.clone(),
-                    )
-                    .await
+                let headers = headers.take().unwrap_or_else(self.headers);
+                let error = match crate::streams::store(
+                    connection.nats(),
+                    self.descriptor.subject,
+                    headers,
+                    self.payload.clone(),
+                )
+                .await
                 {
-                    Ok(ack) => ack.await,
-                    Err(e) => Err(e),
-                };
-                let error = match result {
-                    Ok(_) => return Ok(()),
+                    Ok(()) => return Ok(()),
                     Err(error) => error,
                 };
-                return Err(match error.kind() {
+                return Err(match error {
                     // No stream captures the subject yet: create it, once.
-                    PublishErrorKind::StreamNotFound if !created => {
-                        ensure_async_stream(js, connection.stream_settings(), service)
-                            .await
-                            .map_err(|e| {
-                                if connection.is_connected() {
-                                    CallError::JetStreamUnavailable {
-                                        service,
-                                        method,
-                                        reason: e.to_string(),
-                                    }
-                                } else {
-                                    CallError::Disconnected
+                    StoreError::NoStream if !created => {
+                        // Boxed: a cold path, kept out of every call's future.
+                        Box::pin(ensure_async_stream(
+                            connection.async_call_jetstream(),
+                            connection.stream_settings(),
+                            service,
+                        ))
+                        .await
+                        .map_err(|e| {
+                            if connection.is_connected() {
+                                CallError::JetStreamUnavailable {
+                                    service,
+                                    method,
+                                    reason: e.to_string(),
                                 }
-                            })?;
+                            } else {
+                                CallError::Disconnected
+                            }
+                        })?;
                         created = true;
                         continue;
                     }
                     _ if !connection.is_connected() => CallError::Disconnected,
-                    PublishErrorKind::TimedOut => timed_out(),
-                    PublishErrorKind::StreamNotFound => CallError::JetStreamUnavailable {
+                    StoreError::NoStream => CallError::JetStreamUnavailable {
                         service,
                         method,
                         reason: format!(
@@ -414,17 +449,19 @@ impl Publish<'_> {
                             crate::streams::async_stream_name(service)
                         ),
                     },
-                    PublishErrorKind::MaxPayloadExceeded => CallError::Encode(format!(
+                    StoreError::TooLarge(error) => CallError::Encode(format!(
                         "the call is larger than the server's max_payload: {error}"
                     )),
                     // JetStream answered with an error: 503 when it is not ready (no meta
-                    // leader, no quorum), or it has no room.
-                    PublishErrorKind::Other => CallError::JetStreamUnavailable {
-                        service,
-                        method,
-                        reason: error.to_string(),
-                    },
-                    _ => {
+                    // leader, no quorum), or it has no room; or something else answered.
+                    StoreError::Refused(reason) | StoreError::NotAPubAck(reason) => {
+                        CallError::JetStreamUnavailable {
+                            service,
+                            method,
+                            reason,
+                        }
+                    }
+                    StoreError::Nats(error) => {
                         CallError::Nats(format!("publishing {}: {error}", self.descriptor.subject))
                     }
                 });

@@ -494,7 +494,24 @@ impl ParsedHeaders {
         let Some(headers) = headers else {
             return parsed;
         };
-        if let Some(value) = headers::get(headers, &headers::CALL_ID_NAME) {
+        // One pass over the (few) headers instead of a hashed lookup per name; the first value
+        // of a name counts, as with `HeaderMap::get`.
+        let (mut call_id, mut chain, mut deadline, mut traceparent) = (None, None, None, None);
+        for (name, values) in headers.iter() {
+            let Some(value) = values.first().map(HeaderValue::as_str) else {
+                continue;
+            };
+            if *name == headers::CALL_ID_NAME {
+                call_id = Some(value);
+            } else if *name == headers::CALLER_CHAIN_NAME {
+                chain = Some(value);
+            } else if *name == headers::DEADLINE_MS_NAME {
+                deadline = Some(value);
+            } else if *name == headers::TRACEPARENT_NAME {
+                traceparent = Some(value);
+            }
+        }
+        if let Some(value) = call_id {
             if headers::is_valid_call_id(value) {
                 parsed.call_id = Some(value.to_owned());
             } else {
@@ -507,7 +524,7 @@ impl ParsedHeaders {
                 );
             }
         }
-        if let Some(value) = headers::get(headers, &headers::CALLER_CHAIN_NAME) {
+        if let Some(value) = chain {
             parsed.caller_chain = parse_chain(value).unwrap_or_else(|| {
                 tracing::warn!(
                     service,
@@ -520,7 +537,7 @@ impl ParsedHeaders {
             });
         }
         if with_deadline {
-            if let Some(value) = headers::get(headers, &headers::DEADLINE_MS_NAME) {
+            if let Some(value) = deadline {
                 match value.trim().parse::<u64>() {
                     Ok(millis) => parsed.timeout = Some(Duration::from_millis(millis)),
                     Err(_) => tracing::warn!(
@@ -533,7 +550,7 @@ impl ParsedHeaders {
                 }
             }
         }
-        if let Some(value) = headers::get(headers, &headers::TRACEPARENT_NAME) {
+        if let Some(value) = traceparent {
             match TraceParent::parse(value.trim()) {
                 Some(parent) => parsed.trace = Some(parent.child()),
                 None => tracing::warn!(

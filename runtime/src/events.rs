@@ -12,7 +12,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_nats::header::HeaderValue;
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -21,7 +20,7 @@ use serde::Serialize;
 use crate::connection::Backend;
 use crate::headers;
 use crate::service::BoxFuture;
-use crate::streams::ensure_event_stream;
+use crate::streams::{ensure_event_stream, store, StoreError};
 use crate::{Connection, Context, Error, ServiceError};
 
 /// The events a package declares (generated, in a `static`).
@@ -304,31 +303,26 @@ impl Publish {
         // Once per connection and package: make sure the stream captures every declared topic
         // before the first publish, so no publish lands on a topic no stream captures (where a
         // core subscriber would take it in the stream's place and no PubAck would come).
+        // Boxed: a cold path, kept out of every publish's future.
         let ensure_stream = || {
-            ensure_event_stream(
+            Box::pin(ensure_event_stream(
                 js,
                 connection.stream_settings(),
                 descriptor.package,
                 descriptor.topics,
-            )
+            ))
         };
         if !connection.event_stream_known(descriptor) {
             ensure_stream().await?;
             connection.remember_event_stream(descriptor);
         }
         // The headers move into the first publish; the one retry builds them again.
-        let Err(error) = publish(js, subject, map, payload.clone()).await else {
+        let Err(error) = store(connection.nats(), subject, map, payload.clone()).await else {
             return Ok(());
         };
-        // No stream captures the topic: create the package's stream and publish again (the
-        // event id makes the retry safe). A timeout counts too: with no stream, a core subscriber
-        // of the topic (a best-effort handler, a `nats sub`) takes the publish in the stream's
-        // place and never acks it. The stream may also have been deleted since it was made sure
-        // of.
-        if !matches!(
-            error.kind(),
-            PublishErrorKind::StreamNotFound | PublishErrorKind::TimedOut
-        ) {
+        // No stream captures the topic (it was deleted since it was made sure of): create the
+        // package's stream and publish again (the event id makes the retry safe).
+        if !matches!(error, StoreError::NoStream) {
             return Err(Error::Publish {
                 subject: subject.to_owned(),
                 reason: error.to_string(),
@@ -336,26 +330,13 @@ impl Publish {
         }
         ensure_stream().await?;
         let map = event_headers(&extra, &event_id, context, subject, &traced)?;
-        publish(js, subject, map, payload)
+        store(connection.nats(), subject, map, payload)
             .await
             .map_err(|error| Error::Publish {
                 subject: subject.to_owned(),
                 reason: error.to_string(),
             })
     }
-}
-
-/// A JetStream publish and its PubAck.
-async fn publish(
-    js: &async_nats::jetstream::Context,
-    subject: &'static str,
-    headers: HeaderMap,
-    payload: Bytes,
-) -> Result<(), async_nats::jetstream::context::PublishError> {
-    js.publish_with_headers(subject, headers, payload)
-        .await?
-        .await
-        .map(drop)
 }
 
 /// The headers of an event: the publisher's own, its id, the caller chain and trace of the call

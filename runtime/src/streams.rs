@@ -63,7 +63,10 @@
 
 use std::time::Duration;
 
+use async_nats::client::RequestErrorKind;
 use async_nats::jetstream::{self, stream};
+use async_nats::HeaderMap;
+use bytes::Bytes;
 
 use crate::Error;
 
@@ -561,9 +564,108 @@ pub async fn ensure_state_bucket(
     }
 }
 
+/// Why a message was not stored (see [`store`]).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// No stream captures the subject: nothing answered.
+    #[error("no stream captures the subject")]
+    NoStream,
+    /// The message is larger than the server's `max_payload`.
+    #[error("{0}")]
+    TooLarge(String),
+    /// JetStream answered with an error (not ready, no room, ...).
+    #[error("JetStream refused it: {0}")]
+    Refused(String),
+    /// The answer was not a PubAck.
+    #[error("the answer is not a PubAck: {0}")]
+    NotAPubAck(String),
+    /// The request could not be made.
+    #[error("{0}")]
+    Nats(String),
+}
+
+/// Stores a message in the stream that captures `subject` and awaits its PubAck: a JetStream
+/// publish, made as the core request it is on the wire. Unlike async-nats's JetStream publish
+/// it arms no timer of its own and takes no permit, so the caller's one timeout bounds it all.
+pub(crate) async fn store(
+    client: &async_nats::Client,
+    subject: &'static str,
+    headers: HeaderMap,
+    payload: Bytes,
+) -> Result<(), StoreError> {
+    let request = async_nats::Request::new()
+        .headers(headers)
+        .payload(payload)
+        .timeout(None);
+    let reply = client
+        .send_request(subject, request)
+        .await
+        .map_err(|error| match error.kind() {
+            RequestErrorKind::NoResponders => StoreError::NoStream,
+            RequestErrorKind::MaxPayloadExceeded => StoreError::TooLarge(error.to_string()),
+            _ => StoreError::Nats(error.to_string()),
+        })?;
+    pub_ack(&reply.payload)
+}
+
+/// Reads a PubAck: `{"stream":..,"seq":..}`, or `{"error":{"code":..,"description":..}}`.
+fn pub_ack(body: &[u8]) -> Result<(), StoreError> {
+    #[derive(serde::Deserialize)]
+    struct PubAck {
+        #[serde(default)]
+        stream: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        error: Option<ApiError>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ApiError {
+        #[serde(default)]
+        code: u16,
+        #[serde(default)]
+        err_code: u64,
+        #[serde(default)]
+        description: String,
+    }
+    match serde_json::from_slice::<PubAck>(body) {
+        Ok(PubAck {
+            error: Some(error), ..
+        }) => Err(StoreError::Refused(format!(
+            "{} (code {}, error code {})",
+            error.description, error.code, error.err_code
+        ))),
+        Ok(PubAck {
+            stream: Some(_), ..
+        }) => Ok(()),
+        Ok(_) => Err(StoreError::NotAPubAck(
+            "the answer names no stream".to_owned(),
+        )),
+        Err(error) => Err(StoreError::NotAPubAck(error.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::subject_is_covered;
+    use super::{pub_ack, subject_is_covered, StoreError};
+
+    #[test]
+    fn pub_acks_and_errors_are_told_apart() {
+        assert!(pub_ack(br#"{"stream":"ASYNC_a","seq":7}"#).is_ok());
+        assert!(pub_ack(br#"{"stream":"ASYNC_a","seq":7,"duplicate":true}"#).is_ok());
+        let unready = br#"{"error":{"code":503,"err_code":10008,"description":"JetStream system temporarily unavailable"}}"#;
+        match pub_ack(unready) {
+            Err(StoreError::Refused(reason)) => {
+                assert!(reason.contains("temporarily unavailable"), "{reason}");
+                assert!(reason.contains("503"), "{reason}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(matches!(
+            pub_ack(br#"{"result":1}"#),
+            Err(StoreError::NotAPubAck(_))
+        ));
+        assert!(matches!(pub_ack(b""), Err(StoreError::NotAPubAck(_))));
+        assert!(matches!(pub_ack(b"+OK"), Err(StoreError::NotAPubAck(_))));
+    }
 
     #[test]
     fn coverage_is_wildcard_aware() {

@@ -88,7 +88,8 @@
 //! dropped with a warning and counted as `busy` in the stats, so memory stays bounded. Failures
 //! are logged, not retried; events published while no instance runs are lost.
 
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
@@ -492,11 +493,14 @@ impl Lane {
     /// Acks a message and waits for the server to confirm it (AckSync), so a confirmed call is
     /// not delivered again.
     async fn ack(&self, reply: &Subject) -> bool {
-        let request = self
-            .runtime
-            .connection
-            .nats()
-            .request(reply.clone(), Bytes::from_static(ACK));
+        // One timer, this one (it also bounds handing the request to the connection): none of
+        // async-nats's own.
+        let request = self.runtime.connection.nats().send_request(
+            reply.clone(),
+            async_nats::Request::new()
+                .payload(Bytes::from_static(ACK))
+                .timeout(None),
+        );
         match tokio::time::timeout(CONFIRM_TIMEOUT, request).await {
             Ok(Ok(_)) => true,
             Ok(Err(error)) => {
@@ -1112,12 +1116,21 @@ impl<'a> AckInfo<'a> {
         let rest = reply.strip_prefix("$JS.ACK.")?;
         let mut tokens = [""; 9];
         let mut count = 0;
-        for token in rest.split('.') {
+        let mut put = |token| {
             if let Some(slot) = tokens.get_mut(count) {
                 *slot = token;
             }
             count += 1;
+        };
+        // Split at the dots byte by byte: an ASCII dot is always a char boundary.
+        let mut start = 0;
+        for (at, byte) in rest.bytes().enumerate() {
+            if byte == b'.' {
+                put(rest.get(start..at)?);
+                start = at + 1;
+            }
         }
+        put(rest.get(start..)?);
         let [stream, consumer, delivered, sequence, pending] = match count {
             7 => [tokens[0], tokens[1], tokens[2], tokens[3], tokens[6]],
             9.. => [tokens[2], tokens[3], tokens[4], tokens[5], tokens[8]],
@@ -1221,7 +1234,7 @@ async fn handle(
             attempt = info.delivered,
             outcome = tracing::field::Empty,
         );
-        async {
+        let unknown = async {
             let error = ServiceError::bad_request(format!(
                 "{service} has no async method {method:?}; check the subject, or deploy a \
                  version of the service that has it"
@@ -1238,8 +1251,9 @@ async fn handle(
             let outcome = dead_letter(&lane, &reply, letter, Some(RETRY_PAUSE)).await;
             tracing::Span::current().record("outcome", outcome.as_str());
         }
-        .instrument(span)
-        .await;
+        .instrument(span);
+        // Cold paths are boxed, so they do not grow every message's task.
+        Box::pin(unknown).await;
         drop(permit);
         return;
     };
@@ -1248,7 +1262,7 @@ async fn handle(
     // attempts. Looked up on redeliveries only: a first delivery has none.
     let max_attempts = endpoint.retry.max_attempts.max(1);
     let returned = if info.delivered > 1 {
-        lane.returns_of(&info).await
+        Box::pin(lane.returns_of(&info)).await
     } else {
         0
     };
@@ -1284,7 +1298,7 @@ async fn handle(
         match lane.runtime.start_tick(index) {
             Some(ticking) => Some(ticking),
             None => {
-                async {
+                let skipped = async {
                     let outcome = if lane.ack(&reply).await {
                         Outcome::Skipped
                     } else {
@@ -1293,8 +1307,8 @@ async fn handle(
                     tracing::Span::current().record("outcome", outcome.as_str());
                     tracing::debug!("skipped: the previous tick still runs on this instance");
                 }
-                .instrument(span)
-                .await;
+                .instrument(span);
+                Box::pin(skipped).await;
                 return;
             }
         }
@@ -1316,12 +1330,12 @@ async fn handle(
                  its failure could not be dead-lettered then)",
                 attempt - 1
             ));
-            let outcome = dead_letter(
+            let outcome = Box::pin(dead_letter(
                 &lane,
                 &reply,
                 letter(Reason::Abandoned, &error),
                 Some(backoff),
-            )
+            ))
             .await;
             (outcome, Some(error))
         } else {
@@ -1339,24 +1353,27 @@ async fn handle(
                     (outcome, None)
                 }
                 Some(Err(error)) => {
-                    let outcome = if error.is_undecodable() {
-                        let letter = letter(Reason::Undecodable, &error);
-                        dead_letter(&lane, &reply, letter, Some(backoff)).await
-                    } else if attempt >= max_attempts {
-                        let letter = letter(Reason::Failed, &error);
-                        dead_letter(&lane, &reply, letter, Some(backoff)).await
-                    } else {
-                        tracing::warn!(
-                            %error,
-                            retry_in_ms = endpoint.retry.backoff_ms,
-                            "attempt {attempt} of {max_attempts} failed; retrying"
-                        );
-                        if lane.nak(&reply, Some(backoff)).await {
-                            Outcome::Retry
+                    let failed = async {
+                        if error.is_undecodable() {
+                            let letter = letter(Reason::Undecodable, &error);
+                            dead_letter(&lane, &reply, letter, Some(backoff)).await
+                        } else if attempt >= max_attempts {
+                            let letter = letter(Reason::Failed, &error);
+                            dead_letter(&lane, &reply, letter, Some(backoff)).await
                         } else {
-                            Outcome::NakFailed
+                            tracing::warn!(
+                                %error,
+                                retry_in_ms = endpoint.retry.backoff_ms,
+                                "attempt {attempt} of {max_attempts} failed; retrying"
+                            );
+                            if lane.nak(&reply, Some(backoff)).await {
+                                Outcome::Retry
+                            } else {
+                                Outcome::NakFailed
+                            }
                         }
                     };
+                    let outcome = Box::pin(failed).await;
                     (outcome, Some(error))
                 }
                 None => {
@@ -1364,8 +1381,11 @@ async fn handle(
                         "still running when the shutdown grace period ended; cancelled and \
                          returned for redelivery"
                     );
-                    lane.record_return(&info).await;
-                    lane.nak(&reply, None).await;
+                    Box::pin(async {
+                        lane.record_return(&info).await;
+                        lane.nak(&reply, None).await;
+                    })
+                    .await;
                     let error = ServiceError::internal(
                         "cancelled: still running when the shutdown grace period ended",
                     );
@@ -1376,7 +1396,7 @@ async fn handle(
         drop(permit.take());
         drop(ticking.take());
         if returned > 0 && matches!(outcome, Outcome::Ok | Outcome::DeadLettered) {
-            lane.forget_returns(&info).await;
+            Box::pin(lane.forget_returns(&info)).await;
         }
         let elapsed = received.elapsed();
         lane.runtime.stats.record(index, elapsed, error.as_ref());
@@ -1399,10 +1419,23 @@ async fn run_with_progress(
     reply: &Subject,
 ) -> Option<Result<Bytes, ServiceError>> {
     let mut handler = pin!(run_handler(&lane.runtime, index, ctx, payload, None));
-    // Most handlers finish on their first poll: no timer and no watch for them.
+    // Most handlers finish on their first poll: no timer and no watch for them, and (boxed)
+    // no room for them in every message's task.
     if let Poll::Ready(result) = poll_once(handler.as_mut()).await {
         return Some(result);
     }
+    Box::pin(with_progress(lane, handler, reply)).await
+}
+
+/// Awaits a handler that did not finish on its first poll, as [`run_with_progress`] says.
+async fn with_progress<F>(
+    lane: &Lane,
+    mut handler: Pin<&mut F>,
+    reply: &Subject,
+) -> Option<F::Output>
+where
+    F: Future,
+{
     let every = lane.ack_wait / 3;
     let mut tick = pin!(tokio::time::sleep(every));
     let mut abandon = lane.abandon.clone();
