@@ -2081,14 +2081,17 @@ impl Remainder {
         let natsgen = variants.get(1)?.rate();
         let floor = variants.iter().find(|v| v.label == contract)?.rate();
         let owner = match name {
-            "rpc_64_in_flight" => "serde_json (the JSON of the wire contract, both sides)",
+            "rpc_64_in_flight" => {
+                "serde_json: the params and result the wire contract sends as JSON, encoded and \
+                 decoded on both sides"
+            }
             "async_acceptance" => {
-                "nats-server (duplicate tracking of every Nats-Msg-Id) and async-nats (a \
-                 PublishAckFuture with its own timer per call)"
+                "nats-server: duplicate tracking of every Nats-Msg-Id; and a PubAck awaited in \
+                 each call's own future, where raw pipelines its publishes"
             }
             _ => {
-                "nats-server (duplicate tracking of every Nats-Msg-Id; an AckSync reply per \
-                 event) and async-nats (a request per confirmed ack)"
+                "nats-server: duplicate tracking of every Nats-Msg-Id and an AckSync reply per \
+                 event; async-nats: a request per confirmed ack"
             }
         };
         Some(Remainder {
