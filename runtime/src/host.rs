@@ -485,7 +485,7 @@ async fn shutdown_signal() -> Result<(), Error> {
 
 /// What the endpoint loops and handler tasks of one service share.
 pub(crate) struct ServiceRuntime {
-    service: Arc<dyn Service>,
+    pub(crate) service: Arc<dyn Service>,
     pub(crate) descriptor: &'static ServiceDescriptor,
     pub(crate) connection: Connection,
     /// The handler slots (`max_concurrency`), shared by RPC, async and event work.
@@ -749,13 +749,13 @@ async fn handle_inline(
 }
 
 /// A started handler: its future, made movable and `'static`, with its panics caught.
-type Started = futures_util::future::CatchUnwind<
+pub(crate) type Started = futures_util::future::CatchUnwind<
     AssertUnwindSafe<crate::service::BoxFuture<Result<Bytes, ServiceError>>>,
 >;
 
 /// Starts the handler of endpoint `index` without middleware; a panic while making its future
 /// is an `internal` error.
-fn start_handler(
+pub(crate) fn start_handler(
     service: &dyn Service,
     index: usize,
     ctx: Context,

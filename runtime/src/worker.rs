@@ -29,7 +29,12 @@
 //!
 //! # Handling one message
 //!
-//! One task per message; the attempt number is JetStream's delivery count.
+//! The pull loop starts the handler of a first delivery itself (on a host without middleware):
+//! a handler that finishes on its first poll gets no task and no timer, and its ack's
+//! confirmation goes to the loop's confirmer, one task that awaits the confirmations of all the
+//! loop's messages at once. A handler still pending, or one that failed, continues in a task of
+//! its own; so does every redelivery, timer tick and unknown method, and every message of a host
+//! with middleware. The attempt number is JetStream's delivery count.
 //!
 //! 1. Async calls: the method (or `scope: service` timer, whose ticks are async calls of the
 //!    service to itself, see the `timer` module) is found by the subject. An unknown method is
@@ -101,7 +106,7 @@ use async_nats::jetstream::context::{ConsumerInfoErrorKind, PublishErrorKind};
 use async_nats::jetstream::{self, stream, AckKind};
 use async_nats::{HeaderMap, HeaderName, Message, StatusCode, Subject, Subscriber};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -109,7 +114,7 @@ use tracing::Instrument;
 
 use crate::connection::Backend;
 use crate::headers;
-use crate::host::{poll_once, run_handler, ServiceRuntime};
+use crate::host::{panicked, poll_once, run_handler, ServiceRuntime};
 use crate::service::{Delivery, DeliveryMode, EndpointDescriptor, EndpointKind};
 use crate::streams::{self, dlq_subject};
 use crate::{Context, Error, ServiceError};
@@ -487,6 +492,30 @@ impl Lane {
                 tracing::warn!(%error, "failed to nak; the message is redelivered after the ack wait");
                 false
             }
+        }
+    }
+
+    /// Counts a handled message in the stats, and ends its span with the outcome.
+    fn handled(
+        &self,
+        index: usize,
+        received: Instant,
+        (outcome, error): (Outcome, Option<&ServiceError>),
+        span: &tracing::Span,
+    ) {
+        let elapsed = received.elapsed();
+        self.runtime.stats.record(index, elapsed, error);
+        span.record("outcome", outcome.as_str());
+        span.record("duration_us", elapsed.as_micros() as u64);
+        span.in_scope(|| tracing::debug!(outcome = outcome.as_str(), "handled"));
+    }
+
+    /// [`Lane::ack`] as the outcome of a handled message: `ok`, or `ack_failed`.
+    async fn confirmed_ack(&self, reply: &Subject) -> Outcome {
+        if self.ack(reply).await {
+            Outcome::Ok
+        } else {
+            Outcome::AckFailed
         }
     }
 
@@ -881,6 +910,8 @@ async fn pull_loop(
 ) {
     let permits = &lane.runtime.permits;
     let mut backlog: u64 = 0;
+    let (confirmations, unconfirmed) = mpsc::unbounded_channel();
+    tokio::spawn(confirm_acks(Arc::clone(&lane), unconfirmed));
     'pulling: loop {
         // With a backlog, wait until half the slots (or as many as the backlog, if fewer) are
         // free, so pulls stay large while handlers keep running: the next pull goes out while
@@ -969,7 +1000,7 @@ async fn pull_loop(
                             }
                         },
                     };
-                    tokio::spawn(handle(Arc::clone(&lane), message, permit, guard.clone()));
+                    dispatch_message(&lane, message, permit, &guard, &confirmations).await;
                 }
                 Some(StatusCode::IDLE_HEARTBEAT) => {}
                 Some(StatusCode::NOT_FOUND) => {
@@ -1109,6 +1140,15 @@ struct AckInfo<'a> {
 }
 
 impl<'a> AckInfo<'a> {
+    /// What a message whose ack subject cannot be read is taken for: a first delivery.
+    const FIRST: AckInfo<'static> = AckInfo {
+        stream: "",
+        consumer: "",
+        delivered: 1,
+        stream_sequence: 0,
+        pending: 0,
+    };
+
     /// Parses both ack subject formats of ADR-15: `$JS.ACK.<stream>.<consumer>.<delivered>.
     /// <stream seq>.<consumer seq>.<time>.<pending>` and the newer one with domain and account
     /// hash in front (and a random token, possibly more, at the end).
@@ -1215,13 +1255,7 @@ async fn handle(
     let Some(reply) = reply else { return };
     let info = AckInfo::parse(reply.as_str()).unwrap_or_else(|| {
         tracing::warn!(reply = %reply, "cannot read the delivery count of a message; taking it as the first");
-        AckInfo {
-            stream: "",
-            consumer: "",
-            delivered: 1,
-            stream_sequence: 0,
-            pending: 0,
-        }
+        AckInfo::FIRST
     });
     let service = lane.runtime.descriptor.name;
 
@@ -1275,24 +1309,7 @@ async fn handle(
         headers,
         attempt,
     );
-    macro_rules! span {
-        ($name:literal) => {
-            tracing::info_span!(
-                $name,
-                service,
-                method = endpoint.name,
-                call_id = %ctx.call_id(),
-                attempt,
-                outcome = tracing::field::Empty,
-                duration_us = tracing::field::Empty,
-            )
-        };
-    }
-    let span = match lane.source {
-        Source::Async if endpoint.kind == EndpointKind::Timer => span!("natsgen.timer"),
-        Source::Async => span!("natsgen.async"),
-        Source::Shared { .. } | Source::Broadcast { .. } => span!("natsgen.event"),
-    };
+    let span = message_span(&lane, endpoint, &ctx, attempt);
     // A tick of a timer still running on this instance is not run beside it: acked unrun.
     let mut ticking = if endpoint.kind == EndpointKind::Timer {
         match lane.runtime.start_tick(index) {
@@ -1322,7 +1339,12 @@ async fn handle(
             .get(index)
             .cloned()
             .unwrap_or_else(|| Subject::from(dlq_subject(service, endpoint.name)));
-        let letter = |reason, error| Letter::of(&dlq, &ctx, &payload, &info, reason, error);
+        let parts = LetterParts {
+            dlq,
+            ctx: &ctx,
+            payload: &payload,
+            info: &info,
+        };
 
         let (outcome, error) = if attempt > max_attempts {
             let error = ServiceError::internal(format!(
@@ -1333,7 +1355,7 @@ async fn handle(
             let outcome = Box::pin(dead_letter(
                 &lane,
                 &reply,
-                letter(Reason::Abandoned, &error),
+                parts.letter(Reason::Abandoned, &error),
                 Some(backoff),
             ))
             .await;
@@ -1345,51 +1367,18 @@ async fn handle(
                     // is awaited (the consumer's max_ack_pending bounds those in flight).
                     drop(permit.take());
                     drop(ticking.take());
-                    let outcome = if lane.ack(&reply).await {
-                        Outcome::Ok
-                    } else {
-                        Outcome::AckFailed
-                    };
-                    (outcome, None)
+                    (lane.confirmed_ack(&reply).await, None)
                 }
-                Some(Err(error)) => {
-                    let failed = async {
-                        if error.is_undecodable() {
-                            let letter = letter(Reason::Undecodable, &error);
-                            dead_letter(&lane, &reply, letter, Some(backoff)).await
-                        } else if attempt >= max_attempts {
-                            let letter = letter(Reason::Failed, &error);
-                            dead_letter(&lane, &reply, letter, Some(backoff)).await
-                        } else {
-                            tracing::warn!(
-                                %error,
-                                retry_in_ms = endpoint.retry.backoff_ms,
-                                "attempt {attempt} of {max_attempts} failed; retrying"
-                            );
-                            if lane.nak(&reply, Some(backoff)).await {
-                                Outcome::Retry
-                            } else {
-                                Outcome::NakFailed
-                            }
-                        }
+                unfinished => {
+                    let failure = Failure {
+                        lane: &lane,
+                        reply: &reply,
+                        info: &info,
+                        endpoint,
+                        attempt,
+                        letter: &parts,
                     };
-                    let outcome = Box::pin(failed).await;
-                    (outcome, Some(error))
-                }
-                None => {
-                    tracing::warn!(
-                        "still running when the shutdown grace period ended; cancelled and \
-                         returned for redelivery"
-                    );
-                    Box::pin(async {
-                        lane.record_return(&info).await;
-                        lane.nak(&reply, None).await;
-                    })
-                    .await;
-                    let error = ServiceError::internal(
-                        "cancelled: still running when the shutdown grace period ended",
-                    );
-                    (Outcome::Abandoned, Some(error))
+                    Box::pin(failure.settle(unfinished)).await
                 }
             }
         };
@@ -1398,15 +1387,353 @@ async fn handle(
         if returned > 0 && matches!(outcome, Outcome::Ok | Outcome::DeadLettered) {
             Box::pin(lane.forget_returns(&info)).await;
         }
-        let elapsed = received.elapsed();
-        lane.runtime.stats.record(index, elapsed, error.as_ref());
-        let span = tracing::Span::current();
-        span.record("outcome", outcome.as_str());
-        span.record("duration_us", elapsed.as_micros() as u64);
-        tracing::debug!(outcome = outcome.as_str(), "handled");
+        lane.handled(
+            index,
+            received,
+            (outcome, error.as_ref()),
+            &tracing::Span::current(),
+        );
     }
     .instrument(span)
     .await;
+}
+
+/// What a dead letter of a delivery is made of, but its reason and error.
+struct LetterParts<'a> {
+    dlq: Subject,
+    ctx: &'a Context,
+    payload: &'a Bytes,
+    info: &'a AckInfo<'a>,
+}
+
+impl LetterParts<'_> {
+    fn letter<'e>(&'e self, reason: Reason, error: &'e ServiceError) -> Letter<'e> {
+        Letter::of(&self.dlq, self.ctx, self.payload, self.info, reason, error)
+    }
+}
+
+/// A delivery whose handler failed, or was cancelled at shutdown: what is left to do with it.
+struct Failure<'a> {
+    lane: &'a Lane,
+    reply: &'a Subject,
+    info: &'a AckInfo<'a>,
+    endpoint: &'static EndpointDescriptor,
+    attempt: u32,
+    letter: &'a LetterParts<'a>,
+}
+
+impl Failure<'_> {
+    /// An error: dead-lettered (undecodable, or the last attempt) or nak'd with the backoff.
+    /// `None` (cancelled when the shutdown grace period ended): returned for redelivery.
+    async fn settle(
+        self,
+        result: Option<Result<Bytes, ServiceError>>,
+    ) -> (Outcome, Option<ServiceError>) {
+        let Failure {
+            lane,
+            reply,
+            info,
+            endpoint,
+            attempt,
+            letter,
+        } = self;
+        let max_attempts = endpoint.retry.max_attempts.max(1);
+        let backoff = Duration::from_millis(endpoint.retry.backoff_ms);
+        let error = match result {
+            Some(Ok(_)) => return (Outcome::Ok, None),
+            Some(Err(error)) => error,
+            None => {
+                tracing::warn!(
+                    "still running when the shutdown grace period ended; cancelled and \
+                     returned for redelivery"
+                );
+                lane.record_return(info).await;
+                lane.nak(reply, None).await;
+                let error = ServiceError::internal(
+                    "cancelled: still running when the shutdown grace period ended",
+                );
+                return (Outcome::Abandoned, Some(error));
+            }
+        };
+        let outcome = if error.is_undecodable() {
+            let letter = letter.letter(Reason::Undecodable, &error);
+            dead_letter(lane, reply, letter, Some(backoff)).await
+        } else if attempt >= max_attempts {
+            let letter = letter.letter(Reason::Failed, &error);
+            dead_letter(lane, reply, letter, Some(backoff)).await
+        } else {
+            tracing::warn!(
+                %error,
+                retry_in_ms = endpoint.retry.backoff_ms,
+                "attempt {attempt} of {max_attempts} failed; retrying"
+            );
+            if lane.nak(reply, Some(backoff)).await {
+                Outcome::Retry
+            } else {
+                Outcome::NakFailed
+            }
+        };
+        (outcome, Some(error))
+    }
+}
+
+/// The span a message is handled in: `natsgen.async`, `natsgen.timer` or `natsgen.event`.
+fn message_span(
+    lane: &Lane,
+    endpoint: &'static EndpointDescriptor,
+    ctx: &Context,
+    attempt: u32,
+) -> tracing::Span {
+    let service = lane.runtime.descriptor.name;
+    macro_rules! span {
+        ($name:literal) => {
+            tracing::info_span!(
+                $name,
+                service,
+                method = endpoint.name,
+                call_id = %ctx.call_id(),
+                attempt,
+                outcome = tracing::field::Empty,
+                duration_us = tracing::field::Empty,
+            )
+        };
+    }
+    match lane.source {
+        Source::Async if endpoint.kind == EndpointKind::Timer => span!("natsgen.timer"),
+        Source::Async => span!("natsgen.async"),
+        Source::Shared { .. } | Source::Broadcast { .. } => span!("natsgen.event"),
+    }
+}
+
+/// Handles a message the pull loop received. The common case — a first delivery of an async
+/// call or event, on a host without middleware — starts the handler here, in the pull loop: a
+/// handler that finishes on its first poll gets no task and no timer, and its ack's confirmation
+/// goes to the lane's confirmer ([`confirm_acks`]). A handler still pending, or one that failed,
+/// continues in a task ([`finish_started`]); redeliveries, timer ticks, unknown methods and hosts
+/// with middleware get a task from the start ([`handle`]).
+async fn dispatch_message(
+    lane: &Arc<Lane>,
+    message: Message,
+    permit: OwnedSemaphorePermit,
+    guard: &mpsc::Sender<()>,
+    confirmations: &mpsc::UnboundedSender<Confirmation>,
+) {
+    let first_delivery = message
+        .reply
+        .as_ref()
+        .and_then(|reply| AckInfo::parse(reply.as_str()))
+        .is_some_and(|info| info.delivered == 1);
+    let route = lane
+        .route(message.subject.as_str())
+        .filter(|(_, endpoint)| endpoint.kind != EndpointKind::Timer);
+    let (Some((index, endpoint)), true, true) =
+        (route, first_delivery, lane.runtime.middleware.is_empty())
+    else {
+        tokio::spawn(handle(Arc::clone(lane), message, permit, guard.clone()));
+        return;
+    };
+    let received = Instant::now();
+    let Message {
+        subject,
+        reply,
+        payload,
+        headers,
+        ..
+    } = message;
+    let Some(reply) = reply else { return };
+    let ctx = Context::from_message(
+        Backend::Nats(lane.runtime.connection.clone()),
+        lane.runtime.descriptor.name,
+        endpoint.name,
+        subject,
+        headers,
+        1,
+    );
+    let span = message_span(lane, endpoint, &ctx, 1);
+    #[cfg(feature = "otel")]
+    let otel = ctx.otel_context().clone();
+    let first = match crate::host::start_handler(
+        &*lane.runtime.service,
+        index,
+        ctx.clone(),
+        payload.clone(),
+    ) {
+        Ok(mut handler) => {
+            let polled = std::future::poll_fn(|cx| {
+                let _entered = span.enter();
+                #[cfg(feature = "otel")]
+                let _attached = otel.clone().attach();
+                Poll::Ready(handler.poll_unpin(cx))
+            })
+            .await;
+            match polled {
+                Poll::Ready(finished) => {
+                    Started::Finished(finished.unwrap_or_else(|panic| Err(panicked(panic))))
+                }
+                Poll::Pending => Started::Running(handler),
+            }
+        }
+        Err(error) => Started::Finished(Err(error)),
+    };
+    if let Started::Finished(Ok(_)) = first {
+        #[cfg(feature = "otel")]
+        crate::otel::finish(&otel, None);
+        // The slot goes back before the ack's confirmation is awaited.
+        drop(permit);
+        let confirmation = Confirmation {
+            reply,
+            index,
+            received,
+            span,
+            _guard: guard.clone(),
+        };
+        // The confirmer lives as long as this pull loop, which holds the sender.
+        let _ = confirmations.send(confirmation);
+        return;
+    }
+    let delivery = StartedDelivery {
+        reply,
+        ctx,
+        payload,
+        index,
+        endpoint,
+        received,
+        #[cfg(feature = "otel")]
+        otel,
+    };
+    let rest = finish_started(Arc::clone(lane), delivery, first, permit, guard.clone());
+    tokio::spawn(rest.instrument(span));
+}
+
+/// A handler started in the pull loop: finished on its first poll, or still running.
+enum Started {
+    Finished(Result<Bytes, ServiceError>),
+    Running(crate::host::Started),
+}
+
+/// A first delivery whose handler was started in the pull loop.
+struct StartedDelivery {
+    reply: Subject,
+    ctx: Context,
+    payload: Bytes,
+    index: usize,
+    endpoint: &'static EndpointDescriptor,
+    received: Instant,
+    #[cfg(feature = "otel")]
+    otel: opentelemetry::Context,
+}
+
+/// The rest of a first delivery whose handler did not succeed on its first poll: awaited with
+/// in-progress acks, then acked, retried or dead-lettered as [`handle`] does.
+async fn finish_started(
+    lane: Arc<Lane>,
+    delivery: StartedDelivery,
+    started: Started,
+    permit: OwnedSemaphorePermit,
+    _guard: mpsc::Sender<()>,
+) {
+    let StartedDelivery {
+        reply,
+        ctx,
+        payload,
+        index,
+        endpoint,
+        received,
+        #[cfg(feature = "otel")]
+        otel,
+    } = delivery;
+    let mut permit = Some(permit);
+    let result = match started {
+        Started::Finished(result) => Some(result),
+        Started::Running(handler) => {
+            #[cfg(feature = "otel")]
+            let handler = {
+                use opentelemetry::context::FutureExt as _;
+                handler.with_context(otel.clone())
+            };
+            let mut handler = pin!(handler);
+            with_progress(&lane, handler.as_mut(), &reply)
+                .await
+                .map(|finished| finished.unwrap_or_else(|panic| Err(panicked(panic))))
+        }
+    };
+    #[cfg(feature = "otel")]
+    if let Some(result) = &result {
+        crate::otel::finish(&otel, result.as_ref().err());
+    }
+    let info = AckInfo::parse(reply.as_str()).unwrap_or(AckInfo::FIRST);
+    let (outcome, error) = match result {
+        Some(Ok(_)) => {
+            drop(permit.take());
+            (lane.confirmed_ack(&reply).await, None)
+        }
+        unfinished => {
+            let dlq = lane.dlq_subjects.get(index).cloned().unwrap_or_else(|| {
+                Subject::from(dlq_subject(lane.runtime.descriptor.name, endpoint.name))
+            });
+            let parts = LetterParts {
+                dlq,
+                ctx: &ctx,
+                payload: &payload,
+                info: &info,
+            };
+            let failure = Failure {
+                lane: &lane,
+                reply: &reply,
+                info: &info,
+                endpoint,
+                attempt: 1,
+                letter: &parts,
+            };
+            failure.settle(unfinished).await
+        }
+    };
+    drop(permit.take());
+    lane.handled(
+        index,
+        received,
+        (outcome, error.as_ref()),
+        &tracing::Span::current(),
+    );
+}
+
+/// A handled message whose ack awaits the server's confirmation.
+struct Confirmation {
+    reply: Subject,
+    index: usize,
+    received: Instant,
+    span: tracing::Span,
+    /// Keeps the host's shutdown waiting until the confirmation is in.
+    _guard: mpsc::Sender<()>,
+}
+
+/// The confirmer of a pull loop: confirms the acks of the messages handled in the loop (AckSync),
+/// many at a time, in one task, then counts each in the stats and ends its span. It ends when
+/// its pull loop has ended and every confirmation is in.
+async fn confirm_acks(lane: Arc<Lane>, mut confirmations: mpsc::UnboundedReceiver<Confirmation>) {
+    let mut pending = futures_util::stream::FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            confirmation = confirmations.recv() => match confirmation {
+                Some(confirmation) => pending.push(confirm(&lane, confirmation)),
+                None => break,
+            },
+            Some(()) = pending.next(), if !pending.is_empty() => {}
+        }
+    }
+    while pending.next().await.is_some() {}
+}
+
+/// Confirms one ack, as [`handle`] does after a success.
+async fn confirm(lane: &Lane, confirmation: Confirmation) {
+    let outcome = lane.confirmed_ack(&confirmation.reply).await;
+    let Confirmation {
+        index,
+        received,
+        span,
+        ..
+    } = &confirmation;
+    lane.handled(*index, *received, (outcome, None), span);
 }
 
 /// Runs the handler, sending an in-progress ack every third of the ack wait. `None` when the
