@@ -608,7 +608,17 @@ async fn dispatch(
                 reply,
                 received,
             };
-            return handle_inline(runtime, endpoint, call, message, (permit, guard)).await;
+            let inline = handle_inline(runtime, endpoint, call, message, (permit, guard));
+            // The handler's own panics are answered where it is polled; this would be the
+            // runtime's own, which must not end the endpoint's loop.
+            if AssertUnwindSafe(inline).catch_unwind().await.is_err() {
+                tracing::error!(
+                    service = runtime.descriptor.name,
+                    method = endpoint.name,
+                    "handling a call panicked outside its handler; it got no reply"
+                );
+            }
+            return;
         }
         permit => permit,
     };

@@ -87,7 +87,8 @@ pub fn encode_result<T: Serialize + ?Sized>(result: &T) -> Result<Bytes, Service
 /// Encoding into shared chunks: every encoded body is a slice of a per-thread buffer of
 /// [`CHUNK`](scratch::CHUNK) bytes, so a body costs no allocation of its own (a chunk is freed
 /// when the last body cut from it is dropped) and sending it, which clones it, only counts a
-/// reference.
+/// reference. A body larger than what is left of a chunk grows it into a buffer of its own,
+/// which is let go of afterwards.
 mod scratch {
     use std::cell::RefCell;
 
@@ -113,13 +114,19 @@ mod scratch {
                 *buffer = BytesMut::with_capacity(CHUNK);
             }
             let result = write(&mut (&mut *buffer).writer());
-            match result {
+            let body = match result {
                 Ok(()) => Ok(buffer.split().freeze()),
                 Err(error) => {
                     buffer.clear();
                     Err(error)
                 }
+            };
+            // A body that grew the buffer past a chunk leaves it behind: the next body starts a
+            // chunk of its own, so no thread keeps a large buffer for good.
+            if buffer.capacity() > CHUNK {
+                *buffer = BytesMut::new();
             }
+            body
         };
         BUFFER.with(|cell| match cell.try_borrow_mut() {
             Ok(mut buffer) => encode_into(&mut buffer),

@@ -94,6 +94,7 @@
 //! are logged, not retried; events published while no instance runs are lost.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -123,6 +124,9 @@ use crate::{Context, Error, ServiceError};
 const IDLE_PULL_EXPIRES: Duration = Duration::from_secs(10);
 /// How long past its expiry an unanswered pull is given before it counts as lost.
 const PULL_GRACE: Duration = Duration::from_secs(5);
+/// How long the handlers of one batch may run in the pull loop (their first polls) before the
+/// rest of the batch gets tasks of their own.
+const INLINE_BUDGET: Duration = Duration::from_millis(2);
 /// How long to wait for the server to confirm an ack or store a dead letter.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed pull before the next one.
@@ -965,15 +969,19 @@ async fn pull_loop(
 
         let give_up = Instant::now() + expires.unwrap_or(Duration::ZERO) + PULL_GRACE;
         let mut outstanding = batch;
+        // How long this batch's handlers have run in the loop; past INLINE_BUDGET, the rest of
+        // the batch gets tasks, so slow first polls never hold up the messages behind them.
+        let mut inline = Duration::ZERO;
         while outstanding > 0 {
             let message = tokio::select! {
                 biased;
                 _ = &mut stop => break 'pulling,
+                // Messages already here come before the give-up timer.
+                message = subscriber.next() => message,
                 _ = tokio::time::sleep_until(give_up) => {
                     tracing::debug!("a pull went unanswered; renewing it");
                     break;
                 }
-                message = subscriber.next() => message,
             };
             let Some(message) = message else {
                 tracing::error!("the inbox subscription of a consumer closed; it stops pulling");
@@ -1000,7 +1008,19 @@ async fn pull_loop(
                             }
                         },
                     };
-                    dispatch_message(&lane, message, permit, &guard, &confirmations).await;
+                    if inline < INLINE_BUDGET {
+                        let started = Instant::now();
+                        let dispatch =
+                            dispatch_message(&lane, message, permit, &guard, &confirmations);
+                        // The handler's own panics are caught where it is polled; this would be
+                        // the runtime's own: the message is redelivered after its ack wait.
+                        if AssertUnwindSafe(dispatch).catch_unwind().await.is_err() {
+                            tracing::error!("handling a message panicked outside its handler");
+                        }
+                        inline += started.elapsed();
+                    } else {
+                        tokio::spawn(handle(Arc::clone(&lane), message, permit, guard.clone()));
+                    }
                 }
                 Some(StatusCode::IDLE_HEARTBEAT) => {}
                 Some(StatusCode::NOT_FOUND) => {
@@ -1440,7 +1460,7 @@ impl Failure<'_> {
         let max_attempts = endpoint.retry.max_attempts.max(1);
         let backoff = Duration::from_millis(endpoint.retry.backoff_ms);
         let error = match result {
-            Some(Ok(_)) => return (Outcome::Ok, None),
+            Some(Ok(_)) => return (lane.confirmed_ack(reply).await, None),
             Some(Err(error)) => error,
             None => {
                 tracing::warn!(
@@ -1587,8 +1607,12 @@ async fn dispatch_message(
             span,
             _guard: guard.clone(),
         };
-        // The confirmer lives as long as this pull loop, which holds the sender.
-        let _ = confirmations.send(confirmation);
+        // The confirmer lives as long as this pull loop, which holds the sender; should it have
+        // ended anyway, the confirmation gets a task of its own.
+        if let Err(unsent) = confirmations.send(confirmation) {
+            let lane = Arc::clone(lane);
+            tokio::spawn(async move { confirm(&lane, unsent.0).await });
+        }
         return;
     }
     let delivery = StartedDelivery {
@@ -1715,7 +1739,12 @@ async fn confirm_acks(lane: Arc<Lane>, mut confirmations: mpsc::UnboundedReceive
     loop {
         tokio::select! {
             confirmation = confirmations.recv() => match confirmation {
-                Some(confirmation) => pending.push(confirm(&lane, confirmation)),
+                // A panic (in a tracing layer, say) costs one confirmation, not the confirmer.
+                Some(confirmation) => pending.push(
+                    AssertUnwindSafe(confirm(&lane, confirmation))
+                        .catch_unwind()
+                        .map(drop),
+                ),
                 None => break,
             },
             Some(()) = pending.next(), if !pending.is_empty() => {}
@@ -1726,7 +1755,10 @@ async fn confirm_acks(lane: Arc<Lane>, mut confirmations: mpsc::UnboundedReceive
 
 /// Confirms one ack, as [`handle`] does after a success.
 async fn confirm(lane: &Lane, confirmation: Confirmation) {
-    let outcome = lane.confirmed_ack(&confirmation.reply).await;
+    let outcome = lane
+        .confirmed_ack(&confirmation.reply)
+        .instrument(confirmation.span.clone())
+        .await;
     let Confirmation {
         index,
         received,
