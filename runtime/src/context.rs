@@ -332,7 +332,8 @@ impl Context {
         )
     }
 
-    /// The id of this call.
+    /// The id of this call: the caller's, or one made (a UUIDv7) the first time it is asked for
+    /// when the caller sent none, the same for every clone of this context from then on.
     pub fn call_id(&self) -> &str {
         self.inner.call_id.get_or_init(crate::ids::new_call_id)
     }
