@@ -703,8 +703,6 @@ async fn handle_inline(
     let (ctx, span) = request_context(runtime, endpoint, &mut message, call.received);
     let caller_view = ctx.clone();
     let deadline = ctx.deadline();
-    #[cfg(feature = "otel")]
-    let otel = ctx.otel_context().clone();
     let started = if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
         Err(ServiceError::deadline_exceeded(
             "the caller's deadline passed before the call started",
@@ -714,40 +712,27 @@ async fn handle_inline(
     };
     let result = match started {
         Err(error) => Err(error),
-        Ok(mut handler) => {
-            let first = std::future::poll_fn(|cx| {
-                let _entered = span.enter();
-                #[cfg(feature = "otel")]
-                let _attached = otel.clone().attach();
-                Poll::Ready(handler.poll_unpin(cx))
-            })
-            .await;
-            match first {
-                Poll::Ready(finished) => finished.unwrap_or_else(|panic| Err(panicked(panic))),
-                Poll::Pending => {
-                    let runtime = Arc::clone(runtime);
-                    let guard = guard.clone();
-                    let rest = async move {
-                        #[cfg(feature = "otel")]
-                        let handler = {
-                            use opentelemetry::context::FutureExt as _;
-                            handler.with_context(otel.clone())
-                        };
-                        let result = finish_handler(handler, deadline).await;
-                        #[cfg(feature = "otel")]
-                        crate::otel::finish(&otel, result.as_ref().err());
-                        answer(&runtime, call, &caller_view, result).await;
-                        drop(permit);
-                        drop(guard);
-                    };
-                    tokio::spawn(rest.instrument(span));
-                    return;
-                }
+        Ok(mut handler) => match poll_started(&mut handler, &span, &caller_view).await {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                let runtime = Arc::clone(runtime);
+                let guard = guard.clone();
+                let rest = async move {
+                    let handler = resume(handler, &caller_view);
+                    let result = finish_handler(handler, deadline).await;
+                    #[cfg(feature = "otel")]
+                    crate::otel::finish(caller_view.otel_context(), result.as_ref().err());
+                    answer(&runtime, call, &caller_view, result).await;
+                    drop(permit);
+                    drop(guard);
+                };
+                tokio::spawn(rest.instrument(span));
+                return;
             }
-        }
+        },
     };
     #[cfg(feature = "otel")]
-    crate::otel::finish(&otel, result.as_ref().err());
+    crate::otel::finish(caller_view.otel_context(), result.as_ref().err());
     if span.is_disabled() {
         answer(runtime, call, &caller_view, result).await;
     } else {
@@ -775,6 +760,41 @@ pub(crate) fn start_handler(
         Ok(future) => Ok(AssertUnwindSafe(future).catch_unwind()),
         Err(panic) => Err(panicked(panic)),
     }
+}
+
+/// Polls a started handler once, with its span (and, with the `otel` feature, the trace of
+/// `ctx`) current; a panic is an `internal` error, logged in the span.
+pub(crate) async fn poll_started(
+    handler: &mut Started,
+    span: &tracing::Span,
+    #[cfg_attr(not(feature = "otel"), allow(unused_variables))] ctx: &Context,
+) -> Poll<Result<Bytes, ServiceError>> {
+    std::future::poll_fn(|cx| {
+        let _entered = span.enter();
+        #[cfg(feature = "otel")]
+        let _attached = ctx.otel_context().clone().attach();
+        Poll::Ready(
+            handler
+                .poll_unpin(cx)
+                .map(|finished| finished.unwrap_or_else(|panic| Err(panicked(panic)))),
+        )
+    })
+    .await
+}
+
+/// The rest of a started handler that was pending on its first poll, polled (with the `otel`
+/// feature) in the trace of `ctx`.
+pub(crate) fn resume(
+    handler: Started,
+    #[cfg_attr(not(feature = "otel"), allow(unused_variables))] ctx: &Context,
+) -> impl Future<Output = std::thread::Result<Result<Bytes, ServiceError>>> + Send + Unpin {
+    #[cfg(feature = "otel")]
+    {
+        use opentelemetry::context::FutureExt as _;
+        handler.with_context(ctx.otel_context().clone())
+    }
+    #[cfg(not(feature = "otel"))]
+    handler
 }
 
 /// Runs a started handler that did not finish on its first poll, until it does or `deadline`

@@ -115,7 +115,7 @@ use tracing::Instrument;
 
 use crate::connection::Backend;
 use crate::headers;
-use crate::host::{panicked, poll_once, run_handler, ServiceRuntime};
+use crate::host::{panicked, poll_once, poll_started, resume, run_handler, ServiceRuntime};
 use crate::service::{Delivery, DeliveryMode, EndpointDescriptor, EndpointKind};
 use crate::streams::{self, dlq_subject};
 use crate::{Context, Error, ServiceError};
@@ -994,7 +994,9 @@ async fn pull_loop(
                         tracing::warn!(subject = %message.subject, "ignoring a message without an ack subject");
                         continue;
                     };
-                    backlog = AckInfo::parse(reply.as_str()).map_or(0, |info| info.pending);
+                    let info = AckInfo::parse(reply.as_str());
+                    backlog = info.as_ref().map_or(0, |info| info.pending);
+                    let first_delivery = info.is_some_and(|info| info.delivered == 1);
                     let permit = match take_one(&mut reserved) {
                         Some(permit) => permit,
                         None => match wait_for_slot(&lane, reply, &mut stop).await {
@@ -1010,8 +1012,13 @@ async fn pull_loop(
                     };
                     if inline < INLINE_BUDGET {
                         let started = Instant::now();
-                        let dispatch =
-                            dispatch_message(&lane, message, permit, &guard, &confirmations);
+                        let dispatch = dispatch_message(
+                            &lane,
+                            (message, first_delivery),
+                            permit,
+                            &guard,
+                            &confirmations,
+                        );
                         // The handler's own panics are caught where it is polled; this would be
                         // the runtime's own: the message is redelivered after its ack wait.
                         if AssertUnwindSafe(dispatch).catch_unwind().await.is_err() {
@@ -1530,19 +1537,15 @@ fn message_span(
 /// handler that finishes on its first poll gets no task and no timer, and its ack's confirmation
 /// goes to the lane's confirmer ([`confirm_acks`]). A handler still pending, or one that failed,
 /// continues in a task ([`finish_started`]); redeliveries, timer ticks, unknown methods and hosts
-/// with middleware get a task from the start ([`handle`]).
+/// with middleware get a task from the start ([`handle`]). `first_delivery`: the delivery count
+/// the pull loop read from the ack subject is 1.
 async fn dispatch_message(
     lane: &Arc<Lane>,
-    message: Message,
+    (message, first_delivery): (Message, bool),
     permit: OwnedSemaphorePermit,
     guard: &mpsc::Sender<()>,
     confirmations: &mpsc::UnboundedSender<Confirmation>,
 ) {
-    let first_delivery = message
-        .reply
-        .as_ref()
-        .and_then(|reply| AckInfo::parse(reply.as_str()))
-        .is_some_and(|info| info.delivered == 1);
     let route = lane
         .route(message.subject.as_str())
         .filter(|(_, endpoint)| endpoint.kind != EndpointKind::Timer);
@@ -1570,34 +1573,21 @@ async fn dispatch_message(
         1,
     );
     let span = message_span(lane, endpoint, &ctx, 1);
-    #[cfg(feature = "otel")]
-    let otel = ctx.otel_context().clone();
     let first = match crate::host::start_handler(
         &*lane.runtime.service,
         index,
         ctx.clone(),
         payload.clone(),
     ) {
-        Ok(mut handler) => {
-            let polled = std::future::poll_fn(|cx| {
-                let _entered = span.enter();
-                #[cfg(feature = "otel")]
-                let _attached = otel.clone().attach();
-                Poll::Ready(handler.poll_unpin(cx))
-            })
-            .await;
-            match polled {
-                Poll::Ready(finished) => {
-                    Started::Finished(finished.unwrap_or_else(|panic| Err(panicked(panic))))
-                }
-                Poll::Pending => Started::Running(handler),
-            }
-        }
+        Ok(mut handler) => match poll_started(&mut handler, &span, &ctx).await {
+            Poll::Ready(result) => Started::Finished(result),
+            Poll::Pending => Started::Running(handler),
+        },
         Err(error) => Started::Finished(Err(error)),
     };
     if let Started::Finished(Ok(_)) = first {
         #[cfg(feature = "otel")]
-        crate::otel::finish(&otel, None);
+        crate::otel::finish(ctx.otel_context(), None);
         // The slot goes back before the ack's confirmation is awaited.
         drop(permit);
         let confirmation = Confirmation {
@@ -1622,8 +1612,6 @@ async fn dispatch_message(
         index,
         endpoint,
         received,
-        #[cfg(feature = "otel")]
-        otel,
     };
     let rest = finish_started(Arc::clone(lane), delivery, first, permit, guard.clone());
     tokio::spawn(rest.instrument(span));
@@ -1643,8 +1631,6 @@ struct StartedDelivery {
     index: usize,
     endpoint: &'static EndpointDescriptor,
     received: Instant,
-    #[cfg(feature = "otel")]
-    otel: opentelemetry::Context,
 }
 
 /// The rest of a first delivery whose handler did not succeed on its first poll: awaited with
@@ -1663,27 +1649,20 @@ async fn finish_started(
         index,
         endpoint,
         received,
-        #[cfg(feature = "otel")]
-        otel,
     } = delivery;
     let mut permit = Some(permit);
     let result = match started {
         Started::Finished(result) => Some(result),
         Started::Running(handler) => {
-            #[cfg(feature = "otel")]
-            let handler = {
-                use opentelemetry::context::FutureExt as _;
-                handler.with_context(otel.clone())
-            };
-            let mut handler = pin!(handler);
-            with_progress(&lane, handler.as_mut(), &reply)
+            let mut handler = resume(handler, &ctx);
+            with_progress(&lane, Pin::new(&mut handler), &reply)
                 .await
                 .map(|finished| finished.unwrap_or_else(|panic| Err(panicked(panic))))
         }
     };
     #[cfg(feature = "otel")]
     if let Some(result) = &result {
-        crate::otel::finish(&otel, result.as_ref().err());
+        crate::otel::finish(ctx.otel_context(), result.as_ref().err());
     }
     let info = AckInfo::parse(reply.as_str()).unwrap_or(AckInfo::FIRST);
     let (outcome, error) = match result {
